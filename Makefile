@@ -1,0 +1,70 @@
+# Sensorcast developer entry points. `make help` lists them.
+# The heavier logic lives in scripts/, one script per job, so it can be read
+# (and run) on its own.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Pinned code-generation tools (buf, protoc-gen-go), cached outside the clone in
+# ${XDG_CACHE_HOME:-~/.cache}/sensorcast/tools/<hash of tools/ and proto/ go.mod+go.sum>.
+TOOLS_CACHE := $(shell bash scripts/tools.sh dir)
+export TOOLS_CACHE
+
+BIN := $(CURDIR)/bin
+
+# Extra `go test` flags for test, test-e2e and bench, e.g. GOTESTFLAGS='-run TestPresence -v'.
+GOTESTFLAGS ?=
+export GOTESTFLAGS
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 15s
+export FUZZTIME
+# Arguments for `make run`, e.g. ARGS='--devices 200 --interval 100ms'.
+ARGS ?=
+
+.PHONY: help deps tools generate check build test test-e2e fuzz run bench clean
+
+help: ## List the targets
+	@echo "Usage: make <target> [GOTESTFLAGS=...] [FUZZTIME=15s] [ARGS=...]"
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+deps: ## Install Mosquitto and Redis with apt-get if they are missing
+	@bash scripts/install-deps.sh
+
+tools: ## Build the pinned buf and protoc-gen-go into ~/.cache/sensorcast/tools/<hash>
+	@bash scripts/tools.sh build
+
+generate: tools ## Regenerate Go code from proto/ and lint the protos
+	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf generate
+	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf lint
+
+check: tools ## Fail on stale generated code, buf lint, gofmt or go vet findings
+	@bash scripts/check.sh
+
+# Every main package under services/cmd/ (bin/sensorcast) and tests/cmd/
+# (bin/sensorcast-load, the load generator, once it exists).
+build: ## Build every command into bin/
+	mkdir -p $(BIN)
+	cd services && go build -o $(BIN)/ ./cmd/...
+	if [[ -d tests/cmd ]]; then cd tests && go build -o $(BIN)/ ./cmd/...; fi
+	@ls -1 $(BIN) | sed 's|^|  bin/|'
+
+test: deps tools check build ## Install deps, check, build, then go test -race every module
+	@bash scripts/test.sh
+
+test-e2e: deps build ## Run only the end-to-end tests (the tests module)
+	@bash scripts/test.sh "$(CURDIR)/tests"
+
+fuzz: ## Run each fuzz target for FUZZTIME
+	@bash scripts/fuzz.sh
+
+run: ## Run everything in one process with simulated devices (pass ARGS=...)
+	go run ./services/cmd/sensorcast run $(ARGS)
+
+bench: ## Run the services' Go benchmarks
+	cd services && go test -run='^$$' -bench=. -benchmem $(GOTESTFLAGS) ./...
+
+clean: ## Remove bin/
+	rm -rf $(BIN)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs `go test -race -count=1 ./...` in each module directory given (every
+# workspace module when none are given: `go test ./...` does not descend into
+# nested modules). GOTESTFLAGS adds flags, e.g. GOTESTFLAGS='-run TestEdge -v'.
+# Every module runs even after a failure; a summary at the end lists them all
+# and the exit status is non-zero if any failed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# Tests start mosquitto and redis-server, which Debian puts in /usr/sbin.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
+
+if (($# == 0)); then
+	mapfile -t modules < <(go list -m -f '{{.Dir}}')
+else
+	modules=("$@")
+fi
+
+# Word splitting is intended: GOTESTFLAGS is a list of flags.
+read -r -a extra <<<"${GOTESTFLAGS:-}"
+
+summary=()
+failures=0
+for dir in "${modules[@]}"; do
+	name=${dir#"$root"/}
+	# go test fails on a module with no Go files yet; say so instead.
+	if [[ -z "$(find "$dir" -name '*.go' ! -path '*/testdata/*' -print -quit)" ]]; then
+		summary+=("none  $name (no Go packages yet)")
+		continue
+	fi
+	echo
+	echo "=== go test -race -count=1 ${extra[*]-} ./...  (module $name)"
+	start=$SECONDS
+	if (cd "$dir" && go test -race -count=1 "${extra[@]}" ./...); then
+		summary+=("ok    $name ($((SECONDS - start))s)")
+	else
+		summary+=("FAIL  $name ($((SECONDS - start))s)")
+		failures=$((failures + 1))
+	fi
+done
+
+echo
+echo "=== test summary"
+printf '  %s\n' "${summary[@]}"
+if ((failures)); then
+	echo "=== FAILED: $failures of ${#modules[@]} modules had failing tests (see the FAIL lines above)" >&2
+	exit 1
+fi
+echo "=== PASS: all ${#modules[@]} modules"
