@@ -1,0 +1,305 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sensorcast/sensorcast/services/edge/internal/auth"
+	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
+	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
+	"github.com/sensorcast/sensorcast/services/edge/internal/session"
+)
+
+// WSPath is the dashboard WebSocket endpoint of the contract.
+const WSPath = "/api/v1/ws"
+
+// Service is one edge pod.
+type Service struct {
+	cfg       Config
+	logger    *slog.Logger
+	conns     []*nats.Conn
+	verifier  *auth.Verifier
+	hub       *hub.Hub
+	tracker   *presence.Tracker
+	metrics   *session.Metrics
+	gatherer  prometheus.Gatherer
+	upgrader  websocket.Upgrader
+	origins   []string
+	anyOrigin bool
+
+	draining atomic.Bool
+	// sessionsCtx ends the sessions still open after the drain.
+	sessionsCtx    context.Context
+	cancelSessions context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[*session.Session]struct{}
+	wg       sync.WaitGroup // one per running session
+}
+
+// Deps are what the edge needs from outside. The caller owns and closes them.
+type Deps struct {
+	// NATS carries room messages; room subscriptions are spread over all of them.
+	NATS []*nats.Conn
+	// Redis holds presence and connection counts shared by all pods; nil
+	// keeps them in this process, which is right for a single pod only.
+	Redis    redis.UniversalClient
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// New builds an edge pod; Run serves it.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(deps.NATS) == 0 {
+		return nil, errors.New("edge needs at least one NATS connection")
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Config{
+		HMACSecret:     []byte(cfg.JWTSecret),
+		PublicKeyFiles: splitList(cfg.JWTPublicKeys),
+		JWKSURL:        cfg.JWKSURL,
+	}, deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
+	s := &Service{
+		cfg:      cfg,
+		logger:   deps.Logger,
+		conns:    deps.NATS,
+		verifier: verifier,
+		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger),
+		metrics:  session.NewMetrics(deps.Registry),
+		gatherer: deps.Registry,
+		sessions: map[*session.Session]struct{}{},
+		upgrader: websocket.Upgrader{
+			// Small read buffers keep idle connections cheap; frames larger
+			// than the buffer are still read, in pieces.
+			ReadBufferSize:  1024,
+			WriteBufferPool: &sync.Pool{},
+			// Origins are checked before the upgrade, with a JSON error.
+			CheckOrigin:       func(*http.Request) bool { return true },
+			HandshakeTimeout:  10 * time.Second,
+			EnableCompression: false,
+		},
+	}
+	for _, o := range splitList(cfg.AllowedOrigins) {
+		if o == "*" {
+			s.anyOrigin = true
+		}
+		s.origins = append(s.origins, strings.ToLower(strings.TrimSuffix(o, "/")))
+	}
+	var backend presence.Backend = presence.NewMemory()
+	if deps.Redis != nil {
+		backend = presence.NewRedis(deps.Redis)
+	}
+	s.tracker = presence.NewTracker(cfg.PodName, backend, cfg.PresenceLease, s.podStats, deps.Logger)
+	s.sessionsCtx, s.cancelSessions = context.WithCancel(context.Background())
+	return s, nil
+}
+
+func (s *Service) podStats() presence.PodStats {
+	s.mu.Lock()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	return presence.PodStats{Connections: n, Rooms: s.hub.RoomCount()}
+}
+
+// Handler serves the edge's HTTP endpoints.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+WSPath, s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Service) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if err := s.Ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Ready is nil when the pod should get new connections.
+func (s *Service) Ready() error {
+	if s.draining.Load() {
+		return errors.New("draining")
+	}
+	for _, nc := range s.conns {
+		if !nc.IsConnected() {
+			return errors.New("nats disconnected")
+		}
+	}
+	return nil
+}
+
+// Run serves HTTP on ln until ctx ends, then drains: it turns not-ready,
+// stops accepting, closes connections with 1012 spread over the drain
+// period so clients reconnect elsewhere without a storm, and returns.
+func (s *Service) Run(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	trackerCtx, stopTracker := context.WithCancel(context.Background())
+	defer stopTracker()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("edge http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { s.tracker.Run(trackerCtx); return nil })
+	g.Go(func() error { s.verifier.Run(gctx); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		s.drain(srv)
+		stopTracker()
+		return nil
+	})
+	s.logger.Info("edge listening", "addr", ln.Addr().String(), "pod", s.cfg.PodName)
+	return g.Wait()
+}
+
+func (s *Service) drain(srv *http.Server) {
+	s.draining.Store(true)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(shutdownCtx) // stops accepting; upgraded sockets are ours to close
+	cancel()
+
+	s.mu.Lock()
+	open := make([]*session.Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		open = append(open, sess)
+	}
+	s.mu.Unlock()
+	s.logger.Info("draining", "connections", len(open), "period", s.cfg.DrainPeriod)
+	if len(open) > 0 {
+		interval := s.cfg.DrainPeriod / time.Duration(len(open))
+		for i, sess := range open {
+			sess.Close(session.CloseServiceRestart, "server draining, reconnect", "drain")
+			if interval > 0 && i < len(open)-1 {
+				time.Sleep(interval)
+			}
+		}
+	}
+	// Sessions end within their close grace; anything still open then is cut.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.cancelSessions()
+		<-done
+	}
+	s.cancelSessions()
+	s.logger.Info("drained")
+}
+
+func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "server is draining; reconnect", Code: "unavailable"})
+		return
+	}
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			token = strings.TrimSpace(h[7:])
+		}
+	}
+	claims, err := s.verifier.Verify(token)
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, apiError{Error: err.Error(), Code: "unauthorized"})
+		return
+	}
+	if !s.originAllowed(r) {
+		writeJSON(w, http.StatusForbidden, apiError{Error: "origin not allowed", Code: "forbidden_origin"})
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	sess := session.New(nuid.Next(), conn, claims, s.hub, s.tracker, s.cfg.Session, s.metrics,
+		s.logger.With("user_id", claims.Subject))
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		sess.Close(session.CloseServiceRestart, "server draining, reconnect", "drain")
+	} else {
+		s.sessions[sess] = struct{}{}
+		s.mu.Unlock()
+	}
+	s.wg.Add(1)
+	// A fresh goroutine (rather than this handler's, whose stack grew while
+	// parsing HTTP) keeps each idle connection's footprint small.
+	go func() {
+		defer s.wg.Done()
+		sess.Run(s.sessionsCtx)
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+}
+
+// originAllowed protects browsers from cross-site WebSocket hijacking:
+// requests without an Origin (non-browser clients) pass; browsers must come
+// from the same host or an allowed origin.
+func (s *Service) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.anyOrigin {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	origin = strings.ToLower(strings.TrimSuffix(origin, "/"))
+	for _, allowed := range s.origins {
+		if origin == allowed {
+			return true
+		}
+	}
+	return false
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

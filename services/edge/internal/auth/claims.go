@@ -1,0 +1,44 @@
+// Package auth verifies the JWTs dashboards connect with and answers what
+// they grant: which rooms a user may join and which devices it may command.
+package auth
+
+import (
+	"strings"
+	"time"
+)
+
+// Claims is what the edge needs from a verified token.
+type Claims struct {
+	Subject   string
+	ExpiresAt time.Time
+	// Rooms and Commands are grant patterns: an exact room name, or a
+	// prefix ending in "*" ("device:*", "group:site-a-*", "*").
+	Rooms    []string
+	Commands []string
+}
+
+// MayJoin reports whether the token grants watching room.
+func (c *Claims) MayJoin(room string) bool { return matchAny(c.Rooms, room) }
+
+// MayCommand reports whether the token grants commanding devices of room.
+func (c *Claims) MayCommand(room string) bool { return matchAny(c.Commands, room) }
+
+func matchAny(patterns []string, room string) bool {
+	for _, p := range patterns {
+		if Match(p, room) {
+			return true
+		}
+	}
+	return false
+}
+
+// Match reports whether a grant pattern covers a room. A trailing "*"
+// matches any non-empty rest, so "device:*" covers every device room but
+// not a room literally named "device:".
+func Match(pattern, room string) bool {
+	prefix, wildcard := strings.CutSuffix(pattern, "*")
+	if !wildcard {
+		return pattern == room
+	}
+	return len(room) > len(prefix) && strings.HasPrefix(room, prefix)
+}

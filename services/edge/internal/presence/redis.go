@@ -1,0 +1,149 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+)
+
+// Redis keys. The operator reads the pod keys, so they are part of the
+// edge's interface: keep them stable.
+const (
+	// roomKeyPrefix + room: hash of "pod|user" -> that user's connections in the room on that pod.
+	roomKeyPrefix = "sensorcast:presence:room:"
+	// PodKeyPrefix + pod: hash {connections, rooms, updated_ms} that expires with the pod's lease.
+	PodKeyPrefix = "sensorcast:edge:pod:"
+	// PodsKey: sorted set of pod names scored by their last heartbeat (unix ms).
+	PodsKey = "sensorcast:edge:pods"
+)
+
+// Redis is the Backend shared by every edge pod.
+type Redis struct {
+	client redis.UniversalClient
+}
+
+var _ Backend = (*Redis)(nil)
+
+// NewRedis uses client, which the caller owns and closes.
+func NewRedis(client redis.UniversalClient) *Redis { return &Redis{client: client} }
+
+func (r *Redis) Apply(ctx context.Context, pod string, changes []Change) error {
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range changes {
+			if c.Connections > 0 {
+				p.HSet(ctx, roomKeyPrefix+c.Room, memberField(pod, c.User), c.Connections)
+			} else {
+				p.HDel(ctx, roomKeyPrefix+c.Room, memberField(pod, c.User))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis presence apply: %w", err)
+	}
+	return nil
+}
+
+func (r *Redis) Heartbeat(ctx context.Context, pod string, stats PodStats, lease time.Duration) (bool, error) {
+	now := time.Now().UnixMilli()
+	key := PodKeyPrefix + pod
+	var exists *redis.IntCmd
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		exists = p.Exists(ctx, key)
+		p.HSet(ctx, key, "connections", stats.Connections, "rooms", stats.Rooms, "updated_ms", now)
+		p.PExpire(ctx, key, lease)
+		p.ZAdd(ctx, PodsKey, redis.Z{Score: float64(now), Member: pod})
+		// Keep the index from growing with pods long gone.
+		p.ZRemRangeByScore(ctx, PodsKey, "-inf", strconv.FormatInt(now-10*lease.Milliseconds(), 10))
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("redis presence heartbeat: %w", err)
+	}
+	return exists.Val() == 1, nil
+}
+
+func (r *Redis) Members(ctx context.Context, room string) ([]wire.Member, error) {
+	key := roomKeyPrefix + room
+	fields, err := r.client.HGetAll(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis presence members: %w", err)
+	}
+	// Only pods whose lease is alive count.
+	var pods []string
+	seen := map[string]bool{}
+	for field := range fields {
+		pod, _, _ := strings.Cut(field, "|")
+		if !seen[pod] {
+			seen[pod] = true
+			pods = append(pods, pod)
+		}
+	}
+	alive := map[string]bool{}
+	if len(pods) > 0 {
+		cmds := make([]*redis.IntCmd, len(pods))
+		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, pod := range pods {
+				cmds[i] = p.Exists(ctx, PodKeyPrefix+pod)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis presence leases: %w", err)
+		}
+		for i, pod := range pods {
+			alive[pod] = cmds[i].Val() == 1
+		}
+	}
+	byUser := map[string]int{}
+	var stale []string
+	for field, value := range fields {
+		pod, user, _ := strings.Cut(field, "|")
+		if !alive[pod] {
+			stale = append(stale, field)
+			continue
+		}
+		n, err := strconv.Atoi(value)
+		if err != nil || n <= 0 {
+			continue
+		}
+		byUser[user] += n
+	}
+	if len(stale) > 0 {
+		// Best effort: a dead pod's members are ignored whether or not this succeeds.
+		_ = r.client.HDel(ctx, key, stale...).Err()
+	}
+	return sortedMembers(byUser), nil
+}
+
+func (r *Redis) Forget(ctx context.Context, pod string, rooms []string) error {
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, room := range rooms {
+			// Every field of this pod starts with "pod|"; delete them by
+			// prefix in one round trip per room.
+			p.Eval(ctx, forgetScript, []string{roomKeyPrefix + room}, pod+"|")
+		}
+		p.Del(ctx, PodKeyPrefix+pod)
+		p.ZRem(ctx, PodsKey, pod)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis presence forget: %w", err)
+	}
+	return nil
+}
+
+// forgetScript deletes the fields of one hash that start with ARGV[1].
+const forgetScript = `
+local fields = redis.call('HKEYS', KEYS[1])
+local prefix = ARGV[1]
+for _, f in ipairs(fields) do
+  if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', KEYS[1], f) end
+end
+return 0`

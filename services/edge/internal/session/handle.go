@@ -1,0 +1,177 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+	"github.com/sensorcast/sensorcast/services/internal/room"
+)
+
+// handle answers one client frame. A bad message gets an `error` reply and
+// never closes the connection.
+func (s *Session) handle(data []byte) {
+	now := time.Now()
+	msg, err := wire.DecodeClient(data)
+	if err != nil {
+		s.metrics.ClientFrames.WithLabelValues("invalid").Inc()
+		s.replyError(msg.RequestID, err)
+		return
+	}
+	if !s.limiter.allow(now) {
+		s.metrics.ClientFrames.WithLabelValues("rate_limited").Inc()
+		s.replyError(msg.RequestID, wire.Errorf(wire.CodeRateLimited, "too many messages; at most %g per second", s.cfg.RateLimit))
+		return
+	}
+	switch msg.Type {
+	case wire.TypeSubscribe:
+		err = s.subscribe(msg)
+	case wire.TypeUnsubscribe:
+		err = s.unsubscribe(msg)
+	case wire.TypePing:
+		s.send(wire.ReplyFrame(wire.TypePong, msg.RequestID, nil, now))
+	case wire.TypePresence:
+		err = s.presenceOf(msg)
+	case wire.TypeCommand:
+		s.rejectCommand(msg)
+	default:
+		s.metrics.ClientFrames.WithLabelValues("unknown").Inc()
+		s.replyError(msg.RequestID, wire.Errorf(wire.CodeUnknownType, "unknown message type %q", truncate(msg.Type)))
+		return
+	}
+	s.metrics.ClientFrames.WithLabelValues(msg.Type).Inc()
+	if err != nil {
+		s.replyError(msg.RequestID, err)
+	}
+}
+
+func (s *Session) replyError(requestID string, err error) {
+	var perr *wire.ProtocolError
+	if !errors.As(err, &perr) {
+		perr = wire.Errorf(wire.CodeUnavailable, "internal error")
+		s.logger.Error("handling client message", "connection_id", s.id, "err", err)
+	}
+	s.metrics.ClientErrors.WithLabelValues(perr.Code).Inc()
+	s.send(wire.ErrorFrame(requestID, perr, time.Now()))
+}
+
+func (s *Session) subscribe(msg wire.ClientMessage) error {
+	var p wire.SubscribePayload
+	if err := wire.DecodePayload(msg.Payload, &p); err != nil {
+		return err
+	}
+	if len(p.Rooms) == 0 {
+		return wire.Errorf(wire.CodeInvalidPayload, `"rooms" must list at least one room`)
+	}
+	if len(p.Rooms) > s.cfg.MaxRooms {
+		return wire.Errorf(wire.CodeLimitExceeded, "at most %d rooms per subscribe", s.cfg.MaxRooms)
+	}
+	reply := wire.SubscribedPayload{Rejected: []wire.Rejection{}}
+	for _, name := range p.Rooms {
+		if rej, ok := s.join(name); !ok {
+			reply.Rejected = append(reply.Rejected, rej)
+		}
+	}
+	// Replay from `since` arrives with JetStream retention; until then no
+	// room can be recovered, and the client is told so instead of guessing.
+	for name := range p.Since {
+		if slices.Contains(s.joined, name) {
+			if reply.Recovered == nil {
+				reply.Recovered = map[string]bool{}
+			}
+			reply.Recovered[name] = false
+		}
+	}
+	reply.Rooms = slices.Clone(s.joined)
+	s.send(wire.ReplyFrame(wire.TypeSubscribed, msg.RequestID, reply, time.Now()))
+	return nil
+}
+
+// join adds the session to one room, or says why it cannot.
+func (s *Session) join(name string) (wire.Rejection, bool) {
+	if _, _, err := room.Parse(name); err != nil {
+		return wire.Rejection{Room: name, Code: wire.CodeInvalidRoom, Reason: err.Error()}, false
+	}
+	if !s.claims.MayJoin(name) {
+		return wire.Rejection{Room: name, Code: wire.CodeForbidden, Reason: "the token does not grant this room"}, false
+	}
+	if slices.Contains(s.joined, name) {
+		return wire.Rejection{}, true
+	}
+	if len(s.joined) >= s.cfg.MaxRooms {
+		return wire.Rejection{Room: name, Code: wire.CodeLimitExceeded, Reason: "connection is in too many rooms"}, false
+	}
+	if err := s.rooms.Join(name, s); err != nil {
+		s.logger.Warn("joining room failed", "connection_id", s.id, "room", name, "err", err)
+		return wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "room is unavailable, try again"}, false
+	}
+	s.joined = append(s.joined, name)
+	s.presence.Join(name, s.claims.Subject)
+	return wire.Rejection{}, true
+}
+
+func (s *Session) unsubscribe(msg wire.ClientMessage) error {
+	var p wire.RoomsPayload
+	if err := wire.DecodePayload(msg.Payload, &p); err != nil {
+		return err
+	}
+	for _, name := range p.Rooms {
+		i := slices.Index(s.joined, name)
+		if i < 0 {
+			continue
+		}
+		s.joined = slices.Delete(s.joined, i, i+1)
+		s.rooms.Leave(name, s)
+		s.presence.Leave(name, s.claims.Subject)
+	}
+	s.send(wire.ReplyFrame(wire.TypeUnsubscribed, msg.RequestID, wire.RoomsPayload{Rooms: slices.Clone(s.joined)}, time.Now()))
+	return nil
+}
+
+func (s *Session) presenceOf(msg wire.ClientMessage) error {
+	var p wire.PresenceRequest
+	if err := wire.DecodePayload(msg.Payload, &p); err != nil {
+		return err
+	}
+	if _, _, err := room.Parse(p.Room); err != nil {
+		return wire.Errorf(wire.CodeInvalidRoom, "%s", err.Error())
+	}
+	if !s.claims.MayJoin(p.Room) {
+		return wire.Errorf(wire.CodeForbidden, "the token does not grant room %q", p.Room)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
+	defer cancel()
+	members, err := s.presence.Members(ctx, p.Room)
+	if err != nil {
+		s.logger.Warn("presence lookup failed", "room", p.Room, "err", err)
+		return wire.Errorf(wire.CodeUnavailable, "presence is unavailable, try again")
+	}
+	if members == nil {
+		members = []wire.Member{}
+	}
+	s.send(wire.ReplyFrame(wire.TypePresence, msg.RequestID, wire.PresencePayload{Room: p.Room, Count: len(members), Members: members}, time.Now()))
+	return nil
+}
+
+// rejectCommand answers `command` until command routing exists, in the
+// contract's own terms, so clients see a final status instead of silence.
+func (s *Session) rejectCommand(msg wire.ClientMessage) {
+	var p struct {
+		DeviceID string `json:"device_id"`
+	}
+	_ = wire.DecodePayload(msg.Payload, &p)
+	s.send(wire.ReplyFrame(wire.TypeCommandResult, msg.RequestID, wire.CommandResultPayload{
+		DeviceID: p.DeviceID,
+		Status:   "rejected",
+		Result:   map[string]string{"reason": "commands are not supported by this server yet"},
+	}, time.Now()))
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,249 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sensorcast/sensorcast/services/edge/internal/auth"
+	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
+	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+)
+
+// Rooms is the part of the hub a session uses.
+type Rooms interface {
+	Join(room string, sub hub.Subscriber) error
+	Leave(room string, sub hub.Subscriber)
+}
+
+// Presence records who is in which room, across pods.
+type Presence interface {
+	Join(room, userID string)
+	Leave(room, userID string)
+	Members(ctx context.Context, room string) ([]wire.Member, error)
+}
+
+// Close codes the edge sends (RFC 6455 §7.4.1).
+const (
+	CloseNormal         = websocket.CloseNormalClosure
+	CloseTooLarge       = websocket.CloseMessageTooBig
+	CloseServiceRestart = websocket.CloseServiceRestart
+	CloseTryAgainLater  = websocket.CloseTryAgainLater
+)
+
+// closeGrace is how long a closing session waits for the client's close
+// reply before dropping the TCP connection.
+const closeGrace = 2 * time.Second
+
+// presenceTimeout bounds a presence lookup so a slow Redis cannot stall a
+// client's read loop for long.
+const presenceTimeout = 3 * time.Second
+
+// Session is one dashboard connection. Deliver and Close may be called from
+// any goroutine; everything else belongs to Run's read loop.
+type Session struct {
+	id       string
+	conn     *websocket.Conn
+	netConn  net.Conn
+	claims   *auth.Claims
+	rooms    Rooms
+	presence Presence
+	cfg      Config
+	metrics  *Metrics
+	logger   *slog.Logger
+
+	// Owned by the read loop.
+	joined  []string
+	limiter tokenBucket
+
+	// mu guards the outbound queue and the close request. The queue holds
+	// shared, read-only frames; the writer swaps it out whole.
+	mu          sync.Mutex
+	queue       [][]byte
+	closeFrame  []byte // set once: the close frame to send after the queue
+	closeReason string
+	wake        chan struct{} // capacity 1: "the queue or close state changed"
+	// drained is signalled (on mu) when the writer empties the queue or the
+	// session closes; replies wait on it, see send.
+	drained *sync.Cond
+}
+
+// New wraps an upgraded connection. Run must be called to serve it.
+func New(id string, conn *websocket.Conn, claims *auth.Claims, rooms Rooms, presence Presence, cfg Config, metrics *Metrics, logger *slog.Logger) *Session {
+	s := &Session{
+		id:       id,
+		conn:     conn,
+		netConn:  conn.NetConn(),
+		claims:   claims,
+		rooms:    rooms,
+		presence: presence,
+		cfg:      cfg,
+		metrics:  metrics,
+		logger:   logger,
+		limiter:  newTokenBucket(cfg.RateLimit, cfg.RateBurst, time.Now()),
+		wake:     make(chan struct{}, 1),
+	}
+	s.drained = sync.NewCond(&s.mu)
+	return s
+}
+
+// ID is the connection id sent in `connected`.
+func (s *Session) ID() string { return s.id }
+
+// Deliver queues a frame for the client without blocking. A client whose
+// queue is full is closed with 1013 "slow consumer" and its queue dropped:
+// it reconnects and resumes, and no one else waits for it.
+func (s *Session) Deliver(frame []byte) {
+	s.mu.Lock()
+	if s.closeFrame != nil {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.cfg.SendQueue {
+		clear(s.queue)
+		s.queue = s.queue[:0]
+		s.closeFrame = wire.CloseFrame(CloseTryAgainLater, "slow consumer")
+		s.closeReason = "slow_consumer"
+		s.mu.Unlock()
+		s.signal()
+		return
+	}
+	s.queue = append(s.queue, frame)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// Close asks the session to send what it has queued, then a close frame
+// with code and reason, and to end. It does not wait; later calls are no-ops.
+func (s *Session) Close(code int, reason, metricReason string) {
+	s.closeWithFrame(wire.CloseFrame(code, reason), metricReason)
+}
+
+// alreadySent marks a close whose frame someone else wrote: the write loop
+// ends the connection without sending another.
+var alreadySent = []byte{}
+
+func (s *Session) closeWithFrame(frame []byte, metricReason string) {
+	s.mu.Lock()
+	if s.closeFrame == nil {
+		s.closeFrame = frame
+		s.closeReason = metricReason
+	}
+	s.drained.Broadcast()
+	s.mu.Unlock()
+	s.signal()
+}
+
+// send queues a direct reply from the read loop. Replies share the queue
+// with room messages, so they keep their order, but instead of counting
+// against the slow-consumer limit they wait while the queue is half full:
+// a client that floods us without reading its replies is simply read no
+// further (TCP back-pressure), while room messages are never held up.
+func (s *Session) send(frame []byte) {
+	s.mu.Lock()
+	for len(s.queue) >= s.cfg.SendQueue/2+1 && s.closeFrame == nil {
+		s.drained.Wait()
+	}
+	if s.closeFrame != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, frame)
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves the connection until it closes or ctx ends (then it closes
+// with 1012), and leaves every room on the way out.
+func (s *Session) Run(ctx context.Context) {
+	s.metrics.Connections.Inc()
+	defer s.metrics.Connections.Dec()
+
+	readDone := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(readDone)
+	}()
+	stop := context.AfterFunc(ctx, func() {
+		s.Close(CloseServiceRestart, "server shutting down", "shutdown")
+	})
+	defer stop()
+
+	s.send(wire.ReplyFrame(wire.TypeConnected, "", wire.ConnectedPayload{
+		ConnectionID: s.id,
+		ServerTime:   wire.Timestamp(time.Now()),
+		HeartbeatS:   int(s.cfg.PingInterval / time.Second),
+	}, time.Now()))
+
+	reason := s.readLoop()
+	close(readDone)
+	<-writerDone
+	_ = s.netConn.Close()
+
+	for _, r := range s.joined {
+		s.rooms.Leave(r, s)
+		s.presence.Leave(r, s.claims.Subject)
+	}
+	s.mu.Lock()
+	if s.closeReason != "" {
+		reason = s.closeReason
+	}
+	s.queue = nil
+	s.mu.Unlock()
+	s.metrics.Closes.WithLabelValues(reason).Inc()
+}
+
+// readLoop reads client frames until the connection fails or closes and
+// returns the reason for the metrics.
+func (s *Session) readLoop() string {
+	s.conn.SetReadLimit(s.cfg.MaxMessageBytes)
+	extend := func() { _ = s.conn.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout)) }
+	extend()
+	s.conn.SetPongHandler(func(string) error { extend(); return nil })
+	s.conn.SetPingHandler(func(data string) error {
+		extend()
+		s.send(wire.PongFrame([]byte(data)))
+		return nil
+	})
+	s.conn.SetCloseHandler(func(code int, text string) error {
+		// Echo the client's close; the write loop sends it after the queue.
+		if code == websocket.CloseNoStatusReceived {
+			code = CloseNormal
+		}
+		s.Close(code, "", "client")
+		return nil
+	})
+	for {
+		_, data, err := s.conn.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				// gorilla has already sent the 1009 close frame itself.
+				s.closeWithFrame(alreadySent, "too_large")
+				return "too_large"
+			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+				return "client"
+			}
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() {
+				return "timeout"
+			}
+			return "client"
+		}
+		extend()
+		s.handle(data)
+	}
+}

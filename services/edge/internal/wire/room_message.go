@@ -1,0 +1,112 @@
+package wire
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
+)
+
+// ErrUnknownBody is returned for an envelope whose body this edge cannot render
+// (a newer ingest, or an empty envelope).
+var ErrUnknownBody = errors.New("envelope has no body this edge can render")
+
+// RoomFrame renders one NATS envelope as the contract's room message for
+// room and returns it as a complete WebSocket text frame, ready to be
+// written as is to every recipient in the room.
+func RoomFrame(room string, env *envelopev1.Envelope, now time.Time) ([]byte, error) {
+	b := NewBuilder(256)
+	var err error
+	b.buf, err = appendRoomMessage(b.buf, room, env, now)
+	if err != nil {
+		return nil, err
+	}
+	return b.Frame(), nil
+}
+
+func appendRoomMessage(dst []byte, room string, env *envelopev1.Envelope, now time.Time) ([]byte, error) {
+	switch body := env.GetBody().(type) {
+	case *envelopev1.Envelope_Telemetry:
+		dst = append(dst, `{"type":"telemetry","room":`...)
+		dst = appendString(dst, room)
+		dst = append(dst, `,"payload":`...)
+		dst = appendTelemetry(dst, body.Telemetry)
+	case *envelopev1.Envelope_DeviceStatus:
+		dst = append(dst, `{"type":"device_status","room":`...)
+		dst = appendString(dst, room)
+		dst = append(dst, `,"payload":`...)
+		dst = appendDeviceStatus(dst, body.DeviceStatus)
+	default:
+		return dst, ErrUnknownBody
+	}
+	dst = append(dst, `,"timestamp":`...)
+	dst = appendTime(dst, now)
+	return append(dst, '}'), nil
+}
+
+func appendTelemetry(dst []byte, t *envelopev1.Telemetry) []byte {
+	dst = append(dst, `{"device_id":`...)
+	dst = appendString(dst, t.GetDeviceId())
+	dst = append(dst, `,"timestamp":`...)
+	dst = appendTime(dst, t.GetTimestamp().AsTime())
+	dst = append(dst, `,"fields":{`...)
+	for i, k := range sortedKeys(t.GetFields()) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		switch v := t.Fields[k].GetKind().(type) {
+		case *envelopev1.FieldValue_Number:
+			dst = appendNumber(dst, v.Number)
+		case *envelopev1.FieldValue_Text:
+			dst = appendString(dst, v.Text)
+		case *envelopev1.FieldValue_Flag:
+			if v.Flag {
+				dst = append(dst, "true"...)
+			} else {
+				dst = append(dst, "false"...)
+			}
+		default:
+			dst = append(dst, "null"...)
+		}
+	}
+	dst = append(dst, `},"tags":{`...)
+	for i, k := range sortedKeys(t.GetTags()) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		dst = appendString(dst, t.Tags[k])
+	}
+	return append(dst, "}}"...)
+}
+
+func appendDeviceStatus(dst []byte, s *envelopev1.DeviceStatus) []byte {
+	dst = append(dst, `{"device_id":`...)
+	dst = appendString(dst, s.GetDeviceId())
+	dst = append(dst, `,"status":`...)
+	switch s.GetStatus() {
+	case envelopev1.Status_STATUS_ONLINE:
+		dst = append(dst, `"online"`...)
+	case envelopev1.Status_STATUS_OFFLINE:
+		dst = append(dst, `"offline"`...)
+	default:
+		dst = append(dst, `"unknown"`...)
+	}
+	dst = append(dst, `,"timestamp":`...)
+	dst = appendTime(dst, s.GetTimestamp().AsTime())
+	return append(dst, '}')
+}
+
+// sortedKeys gives maps a stable order so identical readings render identically.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
