@@ -24,6 +24,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge/internal/auth"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
+	"github.com/sensorcast/sensorcast/services/edge/internal/liveview"
 	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
 	"github.com/sensorcast/sensorcast/services/edge/internal/session"
 )
@@ -133,6 +134,7 @@ func (s *Service) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /{$}", liveview.Handler())
 	return mux
 }
 
