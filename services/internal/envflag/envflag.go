@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 )
 
 // Prefix starts every environment variable that envflag reads.
@@ -61,12 +60,4 @@ func Usage(fs *flag.FlagSet) func() {
 			fmt.Fprintln(out)
 		})
 	}
-}
-
-// Positive checks that a duration setting is above zero.
-func Positive(name string, d time.Duration) error {
-	if d <= 0 {
-		return fmt.Errorf("%s (%s) must be positive, got %s", name, EnvName(name), d)
-	}
-	return nil
 }

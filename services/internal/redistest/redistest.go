@@ -83,4 +83,3 @@ func freeAddr(t testing.TB) string {
 	defer ln.Close()
 	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
-

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sensorcast/sensorcast/services/edge"
+	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+)
+
+func runEdge(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlagSet("edge", stderr)
+	var c common
+	c.register(fs, "json")
+	var cfg edge.Config
+	cfg.RegisterFlags(fs)
+	if err := envflag.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	logger, err := c.logger(stderr, "edge")
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	conns, err := connectNATS(ctx, c.NATSURL, "sensorcast-edge-"+cfg.PodName, cfg.NATSConns, logger)
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+
+	var rdb redis.UniversalClient
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("redis-url (SENSORCAST_REDIS_URL): %w", err)
+		}
+		rdb = redis.NewClient(opts)
+		defer rdb.Close()
+	} else {
+		logger.Warn("no redis-url: presence and connection counts stay in this process; run a single edge pod only")
+	}
+
+	reg := newRegistry()
+	svc, err := edge.New(ctx, cfg, edge.Deps{NATS: conns, Redis: rdb, Logger: logger, Registry: reg})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http-addr (SENSORCAST_HTTP_ADDR): %w", err)
+	}
+	return svc.Run(ctx, ln)
+}
+
+// connectNATS opens n connections; the edge spreads room subscriptions over them.
+func connectNATS(ctx context.Context, url, name string, n int, logger *slog.Logger, opts ...nats.Option) ([]*nats.Conn, error) {
+	conns := make([]*nats.Conn, 0, n)
+	for i := range n {
+		nc, err := natsconn.Connect(ctx, url, fmt.Sprintf("%s-%d", name, i), logger, opts...)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, nc)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*nats.Conn) {
+	for _, nc := range conns {
+		nc.Close()
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sensorcast/sensorcast/services/ingest"
+	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+)
+
+func runIngest(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlagSet("ingest", stderr)
+	var c common
+	c.register(fs, "json")
+	var cfg ingest.Config
+	cfg.RegisterFlags(fs)
+	var adminAddr string
+	fs.StringVar(&adminAddr, "admin-addr", ":9090", "address for /metrics, /healthz and /readyz")
+	if err := envflag.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	logger, err := c.logger(stderr, "ingest")
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	adminLn, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		return fmt.Errorf("admin-addr (SENSORCAST_ADMIN_ADDR): %w", err)
+	}
+	defer adminLn.Close()
+
+	nc, err := natsconn.Connect(ctx, c.NATSURL, "sensorcast-ingest-"+cfg.MQTTClientID, logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	reg := newRegistry()
+	svc, err := ingest.New(cfg, nc, logger, reg)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, nil) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, svc.Ready()) })
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return serveHTTP(gctx, adminLn, mux, logger) })
+	return g.Wait()
+}
+
+func writeStatus(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "not ready", "error": err.Error()})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+}

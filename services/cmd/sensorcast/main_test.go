@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestTokenMintsAVerifiableToken(t *testing.T) {
+	var out, errOut bytes.Buffer
+	env := map[string]string{"SENSORCAST_JWT_SECRET": "a-secret-of-enough-length"}
+	err := run(context.Background(), []string{"token", "--sub", "alice", "--rooms", "global, device:*", "--commands", "device:d1"}, func(k string) string { return env[k] }, &out, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(strings.TrimSpace(out.String()), claims, func(*jwt.Token) (any, error) { return []byte(env["SENSORCAST_JWT_SECRET"]), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if claims["sub"] != "alice" || len(claims["rooms"].([]any)) != 2 || claims["commands"].([]any)[0] != "device:d1" {
+		t.Errorf("claims = %v", claims)
+	}
+	if errOut.Len() != 0 {
+		t.Errorf("unexpected warning: %s", errOut.String())
+	}
+}
+
+func TestMistakesAreReportedClearly(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"no command":                 {nil, nil, "no command"},
+		"an unknown command":         {[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		"an edge without token keys": {[]string{"edge"}, nil, "SENSORCAST_JWT_SECRET"},
+		"a bad duration in the env":  {[]string{"edge"}, map[string]string{"SENSORCAST_PING_INTERVAL": "often"}, "SENSORCAST_PING_INTERVAL"},
+		"a bad log level":            {[]string{"edge", "--log-level", "loud", "--jwt-secret", "0123456789abcdef"}, nil, "SENSORCAST_LOG_LEVEL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &out, &errOut)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}

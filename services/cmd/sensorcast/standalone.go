@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	mqttauth "github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sensorcast/sensorcast/services/edge"
+	"github.com/sensorcast/sensorcast/services/ingest"
+	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/simulator"
+)
+
+// runStandalone runs the whole system in one process with embedded NATS and
+// MQTT servers, so a newcomer needs nothing but this binary.
+func runStandalone(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", stderr)
+	var c common
+	c.registerLog(fs, "text")
+	var edgeCfg edge.Config
+	edgeCfg.RegisterFlags(fs)
+	setDefault(fs, "http-addr", "127.0.0.1:8080")
+	setDefault(fs, "pod-name", "standalone")
+	setDefault(fs, "nats-conns", "1")
+	var (
+		mqttAddr string
+		sim      simulator.Config
+	)
+	fs.StringVar(&mqttAddr, "mqtt-addr", "127.0.0.1:1883", "address of the embedded MQTT broker")
+	fs.IntVar(&sim.Devices, "devices", 20, "simulated devices (0 disables the simulator)")
+	fs.DurationVar(&sim.Interval, "interval", time.Second, "telemetry interval of each simulated device")
+	if err := envflag.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	logger, err := c.logger(stderr, "standalone")
+	if err != nil {
+		return err
+	}
+	if edgeCfg.JWTSecret == "" && edgeCfg.JWTPublicKeys == "" && edgeCfg.JWKSURL == "" {
+		edgeCfg.JWTSecret = edge.DevSecret
+		logger.Warn("SENSORCAST_JWT_SECRET is not set: using the public development secret; never expose this server")
+	}
+	if err := edgeCfg.Validate(); err != nil {
+		return err
+	}
+
+	// Listen first so a port already in use fails before anything starts.
+	httpLn, err := net.Listen("tcp", edgeCfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http-addr (SENSORCAST_HTTP_ADDR): %w", err)
+	}
+	defer httpLn.Close() // closing twice after the edge closed it is harmless
+	broker, err := startBroker(mqttAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	ns, err := startNATS()
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+
+	inProcess := nats.InProcessServer(ns)
+	ingestNC, err := natsconn.Connect(ctx, "", "sensorcast-ingest", logger, inProcess)
+	if err != nil {
+		return err
+	}
+	defer ingestNC.Close()
+	edgeConns, err := connectNATS(ctx, "", "sensorcast-edge", edgeCfg.NATSConns, logger, inProcess)
+	if err != nil {
+		return err
+	}
+	defer closeAll(edgeConns)
+
+	reg := newRegistry()
+	var ingestCfg ingest.Config
+	ingestFlags := newFlagSet("ingest", stderr)
+	ingestCfg.RegisterFlags(ingestFlags)
+	ingestCfg.MQTTURL = "mqtt://" + mqttAddr
+	ingestCfg.MQTTClientID = "sensorcast-ingest-standalone"
+	ingestSvc, err := ingest.New(ingestCfg, ingestNC, logger.With("component", "ingest"), reg)
+	if err != nil {
+		return err
+	}
+	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Logger: logger.With("component", "edge"), Registry: reg})
+	if err != nil {
+		return err
+	}
+
+	token, err := edge.MintToken(edgeCfg.JWTSecret, "dev", []string{"global", "device:*", "group:*"}, []string{"device:*", "group:*"}, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	printBanner(stdout, httpLn.Addr().String(), mqttAddr, token, edgeCfg.JWTSecret == edge.DevSecret)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return edgeSvc.Run(gctx, httpLn) })
+	g.Go(func() error { return ingestSvc.Run(gctx) })
+	if sim.Devices > 0 {
+		sim.BrokerURL = "mqtt://" + mqttAddr
+		sim.Prefix = "sim-"
+		g.Go(func() error { return simulator.Run(gctx, sim, logger.With("component", "simulator")) })
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func startNATS() (*natsserver.Server, error) {
+	ns, err := natsserver.NewServer(&natsserver.Options{
+		ServerName: "sensorcast-standalone",
+		DontListen: true, // in-process connections only
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats did not start within 10s")
+	}
+	return ns, nil
+}
+
+func startBroker(addr string, logger *slog.Logger) (*mqtt.Server, error) {
+	broker := mqtt.New(&mqtt.Options{
+		InlineClient: false,
+		Logger:       slog.New(levelFilter{logger.With("component", "mqtt-broker").Handler(), slog.LevelWarn}),
+	})
+	if err := broker.AddHook(new(mqttauth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("embedded mqtt broker: %w", err)
+	}
+	if err := broker.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
+		return nil, fmt.Errorf("mqtt-addr (SENSORCAST_MQTT_ADDR) %s: %w", addr, err)
+	}
+	if err := broker.Serve(); err != nil {
+		return nil, fmt.Errorf("embedded mqtt broker: %w", err)
+	}
+	return broker, nil
+}
+
+// levelFilter keeps a chatty library's logs at or above a level.
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func printBanner(w io.Writer, httpAddr, mqttAddr, token string, devSecret bool) {
+	ws := fmt.Sprintf("ws://%s/api/v1/ws?token=%s", httpAddr, token)
+	fmt.Fprintf(w, `
+Sensorcast is running (standalone: embedded NATS and MQTT broker, simulated devices).
+
+  Live view:  http://%[1]s/#token=%[2]s
+  WebSocket:  %[3]s
+  MQTT:       mqtt://%[4]s
+  Dev token:  %[2]s
+              (user "dev", may watch global, device:*, group:*; valid 24h)
+
+Try it:
+  websocat '%[3]s'
+    then send: {"type":"subscribe","payload":{"rooms":["global"]}}
+  mosquitto_pub -h %[5]s -p %[6]s -t devices/my-esp32/telemetry -m '{"fields":{"temperature":21.5}}'
+  sensorcast token --sub alice --rooms 'global,device:*'   (mint more tokens)
+
+`, httpAddr, token, ws, mqttAddr, host(mqttAddr), port(mqttAddr))
+	if devSecret {
+		fmt.Fprintln(w, "  Tokens are signed with the public development secret: set SENSORCAST_JWT_SECRET for anything real.")
+		fmt.Fprintln(w)
+	}
+}
+
+func host(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil || h == "" {
+		return "127.0.0.1"
+	}
+	return h
+}
+
+func port(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return p
+}

@@ -1,0 +1,73 @@
+package ingest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
+	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
+	"github.com/sensorcast/sensorcast/services/internal/room"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// headerKind tells consumers the envelope's body without decoding it; its
+// values are the dashboard message types.
+const (
+	headerKind       = "Sensorcast-Kind"
+	kindTelemetry    = "telemetry"
+	kindDeviceStatus = "device_status"
+)
+
+// deviceMessage is an accepted device message, ready to publish.
+type deviceMessage struct {
+	deviceID string
+	kind     devicemsg.Kind
+	envelope *envelopev1.Envelope
+}
+
+// parse validates a message from topic and wraps it in an envelope with a
+// fresh id, ingested now.
+func parse(topic string, payload []byte, now time.Time) (deviceMessage, error) {
+	deviceID, kind, err := devicemsg.ParseTopic(topic)
+	if err != nil {
+		return deviceMessage{}, err
+	}
+	env := &envelopev1.Envelope{Id: nuid.Next(), IngestedAt: timestamppb.New(now)}
+	switch kind {
+	case devicemsg.KindTelemetry:
+		t, err := devicemsg.ParseTelemetry(deviceID, payload, now)
+		if err != nil {
+			return deviceMessage{deviceID: deviceID}, err
+		}
+		env.Body = &envelopev1.Envelope_Telemetry{Telemetry: t}
+	case devicemsg.KindStatus:
+		s, err := devicemsg.ParseStatus(deviceID, payload, now)
+		if err != nil {
+			return deviceMessage{deviceID: deviceID}, err
+		}
+		env.Body = &envelopev1.Envelope_DeviceStatus{DeviceStatus: s}
+	}
+	return deviceMessage{deviceID: deviceID, kind: kind, envelope: env}, nil
+}
+
+// natsMsgs encodes the envelope once and returns one message per room it
+// belongs to (the device's and global), all sharing those bytes and one
+// header.
+func (m deviceMessage) natsMsgs(header nats.Header) ([]*nats.Msg, error) {
+	data, err := proto.Marshal(m.envelope)
+	if err != nil {
+		return nil, fmt.Errorf("marshal envelope of %s: %w", m.deviceID, err)
+	}
+	kind := kindTelemetry
+	if m.kind == devicemsg.KindStatus {
+		kind = kindDeviceStatus
+	}
+	header.Set(headerKind, kind)
+	return []*nats.Msg{
+		{Subject: envelopev1.RoomSubject(room.Device(m.deviceID)), Header: header, Data: data},
+		{Subject: envelopev1.RoomSubject(room.Global), Header: header, Data: data},
+	}, nil
+}

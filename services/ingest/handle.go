@@ -1,0 +1,80 @@
+package ingest
+
+import (
+	"context"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
+	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
+)
+
+// handle processes one PUBLISH from the broker. paho calls it on one
+// goroutine per connection, in arrival order, so it must not block for
+// long except on purpose: while NATS is away it waits in Publish, which is
+// the back-pressure that stops intake.
+//
+// A good message is acknowledged when NATS confirms its envelopes; a bad
+// one at once, since redelivering it would only fail again.
+func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
+	if ctx.Err() != nil {
+		return // shutting down: leave it for redelivery
+	}
+	p := pr.Packet
+	msg, err := parse(p.Topic, p.Payload, time.Now())
+	if err != nil {
+		s.reject(msg.deviceID, p.Topic, err)
+		s.ack(pr)
+		return
+	}
+	header := nats.Header{}
+	copyTraceContext(header, p.Properties)
+	msgs, err := msg.natsMsgs(header)
+	if err != nil {
+		// Validated envelopes always encode; should one not, dropping it
+		// beats stalling every message behind it.
+		s.reject(msg.deviceID, p.Topic, err)
+		s.ack(pr)
+		return
+	}
+	kind := msg.kind.String()
+	err = s.pub.Publish(ctx, msgs, func() {
+		s.metrics.messages.WithLabelValues(kind).Inc()
+		s.ack(pr)
+	})
+	if err != nil {
+		// Shutting down: leave it unacknowledged for redelivery.
+		s.logger.Debug("message left for redelivery", "topic", p.Topic, "err", err)
+	}
+}
+
+// ack acknowledges a message. It fails only when the connection the
+// message came on has gone, and then the broker delivers it again anyway.
+func (s *Service) ack(pr paho.PublishReceived) {
+	if err := pr.Client.Ack(pr.Packet); err != nil {
+		s.logger.Debug("mqtt ack after connection loss", "topic", pr.Packet.Topic, "err", err)
+	}
+}
+
+// reject counts a bad message and logs it (throttled).
+func (s *Service) reject(deviceID, topic string, err error) {
+	reason := devicemsg.ReasonOf(err)
+	s.metrics.rejected.WithLabelValues(string(reason)).Inc()
+	s.rejectLog.warn("device message rejected",
+		"device_id", deviceID, "topic", truncate(topic), "reason", string(reason), "err", err)
+}
+
+// publishFailed is told of each failed NATS attempt, which natspub retries.
+func (s *Service) publishFailed(err error) {
+	s.metrics.publishErrors.Inc()
+	s.publishLog.warn("nats publish failed; retrying", "err", err)
+}
+
+// truncate keeps a hostile topic from making log lines huge.
+func truncate(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}

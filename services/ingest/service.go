@@ -1,0 +1,152 @@
+// Package ingest is the service that carries device messages from MQTT to
+// NATS: it validates every message on devices/<id>/telemetry and
+// devices/<id>/status (protocol.md section 2), wraps the good ones in a
+// protobuf envelope and publishes it to the device's room and the global
+// room, and counts and drops the bad ones.
+//
+// Delivery is at least once. Instances share one MQTT shared subscription,
+// so the broker splits the stream among them; each keeps a persistent
+// session and acknowledges a QoS 1 message only after NATS has confirmed
+// its envelopes, so a message is redelivered rather than lost when an
+// instance dies or NATS is away. While NATS is away, intake stops: the
+// unacknowledged messages fill the MQTT receive window and the broker holds
+// the rest.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
+)
+
+const (
+	// receiveMaximum bounds the QoS 1 messages the broker sends before we
+	// acknowledge; it is also the NATS confirmation queue, so memory stays
+	// bounded however long NATS is away.
+	receiveMaximum = 1000
+	// sendAcksInterval is how often paho sends the acknowledgements marked
+	// since the last time (it sends them in order, in batches).
+	sendAcksInterval = 20 * time.Millisecond
+	// subscribeTimeout bounds a SUBSCRIBE round trip on a fresh connection.
+	subscribeTimeout = 10 * time.Second
+	// disconnectTimeout bounds a clean MQTT disconnect at shutdown.
+	disconnectTimeout = 5 * time.Second
+	// connectTimeout bounds one attempt to connect to a broker.
+	connectTimeout = 10 * time.Second
+)
+
+// Service is one ingest instance. Create it with New and run it once.
+type Service struct {
+	cfg     Config
+	urls    []*url.URL
+	nc      *nats.Conn
+	logger  *slog.Logger
+	metrics *metrics
+	pub     *natspub.Publisher
+	// Warnings about bad messages and NATS failures each have their own
+	// budget, so one kind cannot hide the other.
+	rejectLog  *throttledLog
+	publishLog *throttledLog
+
+	started atomic.Bool
+	mqtt    mqttState
+	// subscribers tracks the subscribe goroutine of each connection.
+	subscribers sync.WaitGroup
+}
+
+// New checks cfg and returns a service that publishes on nc, which stays
+// the caller's to close. Metrics are registered with reg (none if nil).
+func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, errors.New("ingest: nil NATS connection")
+	}
+	urls, err := cfg.serverURLs()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:        cfg,
+		urls:       urls,
+		nc:         nc,
+		logger:     logger,
+		metrics:    m,
+		rejectLog:  newThrottledLog(logger),
+		publishLog: newThrottledLog(logger),
+	}
+	s.pub = natspub.New(nc, natspub.Options{
+		QueueSize: receiveMaximum,
+		OnError:   s.publishFailed,
+	})
+	return s, nil
+}
+
+// Run connects to the broker and moves messages until ctx ends, then
+// confirms what it can, disconnects cleanly and returns nil. Messages not
+// yet confirmed stay unacknowledged in the session, for redelivery.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("ingest: Run called twice")
+	}
+	// The connection outlives ctx so that shutdown can end it with a
+	// DISCONNECT after the last acknowledgements, instead of dropping it.
+	connCtx, cancelConn := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelConn()
+	cm, err := autopaho.NewConnection(connCtx, s.clientConfig(ctx))
+	if err != nil {
+		return fmt.Errorf("start mqtt connection: %w", err)
+	}
+	// Messages that arrive before this starts wait in the publisher's queue.
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		_ = s.pub.Run(ctx) // returns only when ctx ends
+	}()
+
+	<-ctx.Done()
+	<-pubDone
+	// Give paho one round of its acknowledgement loop for what the
+	// publisher confirmed last, so a clean restart redelivers nothing.
+	time.Sleep(2 * sendAcksInterval)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectTimeout)
+	defer cancel()
+	err = cm.Disconnect(dctx)
+	// No callback can start another subscriber now, and ctx has stopped
+	// the last one.
+	s.subscribers.Wait()
+	s.mqtt.down()
+	s.metrics.mqttConnected.Set(0)
+	if err != nil {
+		return fmt.Errorf("disconnect from mqtt: %w", err)
+	}
+	s.logger.Info("ingest stopped")
+	return nil
+}
+
+// Ready returns nil while the service can move messages: connected and
+// subscribed to MQTT, and connected to NATS.
+func (s *Service) Ready() error {
+	if err := s.mqtt.ready(); err != nil {
+		return err
+	}
+	if !s.nc.IsConnected() {
+		return errors.New("nats not connected")
+	}
+	return nil
+}
