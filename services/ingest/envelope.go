@@ -13,10 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// headerKind tells consumers the envelope's body without decoding it; its
-// values are the dashboard message types.
+// Values of the envelopev1.HeaderKind header: the dashboard message types.
 const (
-	headerKind       = "Sensorcast-Kind"
 	kindTelemetry    = "telemetry"
 	kindDeviceStatus = "device_status"
 )
@@ -65,7 +63,7 @@ func (m deviceMessage) natsMsgs(header nats.Header) ([]*nats.Msg, error) {
 	if m.kind == devicemsg.KindStatus {
 		kind = kindDeviceStatus
 	}
-	header.Set(headerKind, kind)
+	header.Set(envelopev1.HeaderKind, kind)
 	return []*nats.Msg{
 		{Subject: envelopev1.RoomSubject(room.Device(m.deviceID)), Header: header, Data: data},
 		{Subject: envelopev1.RoomSubject(room.Global), Header: header, Data: data},

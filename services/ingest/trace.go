@@ -3,16 +3,15 @@ package ingest
 import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
+
+	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 )
 
 // W3C trace context travels from the device's MQTT v5 user properties to
 // NATS headers under the same names, so a trace can start on the device.
-const (
-	headerTraceparent = "traceparent"
-	headerTracestate  = "tracestate"
-	// maxTracestateLen is the W3C limit on tracestate.
-	maxTracestateLen = 512
-)
+//
+// maxTracestateLen is the W3C limit on tracestate.
+const maxTracestateLen = 512
 
 // copyTraceContext copies a device's traceparent (and tracestate with it)
 // into h. Values come from devices and end up in headers every consumer
@@ -22,13 +21,13 @@ func copyTraceContext(h nats.Header, props *paho.PublishProperties) {
 	if props == nil {
 		return
 	}
-	tp := props.User.Get(headerTraceparent)
+	tp := props.User.Get(envelopev1.HeaderTraceparent)
 	if !validTraceparent(tp) {
 		return
 	}
-	h.Set(headerTraceparent, tp)
-	if ts := props.User.Get(headerTracestate); ts != "" && len(ts) <= maxTracestateLen && printableASCII(ts) {
-		h.Set(headerTracestate, ts)
+	h.Set(envelopev1.HeaderTraceparent, tp)
+	if ts := props.User.Get(envelopev1.HeaderTracestate); ts != "" && len(ts) <= maxTracestateLen && printableASCII(ts) {
+		h.Set(envelopev1.HeaderTracestate, ts)
 	}
 }
 

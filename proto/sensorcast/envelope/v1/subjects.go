@@ -28,3 +28,13 @@ func RoomSubject(room string) string {
 	}
 	return RoomSubjectPrefix + kind + "." + id
 }
+
+// NATS headers on every envelope message.
+const (
+	// HeaderKind names the envelope's body without decoding it; its values
+	// are the dashboard message types ("telemetry", "device_status").
+	HeaderKind = "Sensorcast-Kind"
+	// HeaderTraceparent and HeaderTracestate carry W3C trace context.
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+)
