@@ -191,10 +191,9 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Service) drain(srv *http.Server) {
+	// Not ready at once, but keep answering: probes and load balancers must
+	// see the 503 while connections move away. New upgrades get 503 too.
 	s.draining.Store(true)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(shutdownCtx) // stops accepting; upgraded sockets are ours to close
-	cancel()
 
 	s.mu.Lock()
 	open := make([]*session.Session, 0, len(s.sessions))
@@ -222,6 +221,10 @@ func (s *Service) drain(srv *http.Server) {
 		<-done
 	}
 	s.cancelSessions()
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
 	s.logger.Info("drained")
 }
 

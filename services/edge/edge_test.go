@@ -455,8 +455,8 @@ func TestTheLastLeaveDropsTheNATSSubscription(t *testing.T) {
 
 func TestShutdownDrainsClientsWith1012(t *testing.T) {
 	before := runtime.NumGoroutine()
-	t.Run("every client gets 1012 and Run returns", func(t *testing.T) {
-		e := startEdge(t, nil)
+	t.Run("readiness goes off at once and every client gets 1012", func(t *testing.T) {
+		e := startEdge(t, func(c *Config) { c.DrainPeriod = time.Second })
 		var clients []*client
 		for range 5 {
 			c := e.dial(t, token(t, "u", "global"))
@@ -464,6 +464,15 @@ func TestShutdownDrainsClientsWith1012(t *testing.T) {
 			clients = append(clients, c)
 		}
 		e.cancel()
+		readyz := strings.Replace(strings.TrimSuffix(e.url, WSPath), "ws://", "http://", 1) + "/readyz"
+		eventually(t, func() bool {
+			resp, err := http.Get(readyz)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusServiceUnavailable
+		}, "/readyz answers 503 while draining")
 		for _, c := range clients {
 			var err error
 			for err == nil {
