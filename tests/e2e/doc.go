@@ -1,0 +1,15 @@
+// Package e2e tests Sensorcast end to end, the way devices and dashboards
+// use it: real Mosquitto, Redis and NATS servers, one ingest and several
+// edge processes of the sensorcast binary built from this repository,
+// devices publishing with the real mosquitto_pub, and dashboards on
+// WebSocket connections.
+//
+// Run it with `make test-e2e`, or from tests/:
+//
+//	go test -race -count=1 ./e2e/...
+//
+// It needs mosquitto, mosquitto_pub and redis-server (`make deps` installs
+// them) and fails, never skips, without them. TestMain builds the binary
+// (with -race when the tests run with it); SENSORCAST_E2E_BINARY names a
+// prebuilt one to test instead. Add -v to see timings the scenarios log.
+package e2e

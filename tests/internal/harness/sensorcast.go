@@ -1,0 +1,123 @@
+//go:build unix
+
+package harness
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Settings are SENSORCAST_* environment variables of a sensorcast process,
+// without the prefix: {"NATS_URL": "nats://..."}.
+type Settings map[string]string
+
+// Sensorcast is the sensorcast binary under test.
+type Sensorcast struct {
+	Path string
+}
+
+// Ingest is a running `sensorcast ingest`.
+type Ingest struct {
+	*Process
+	AdminURL string // http://host:port, serving /healthz, /readyz and /metrics
+}
+
+// StartIngest runs `sensorcast ingest` with settings (ADMIN_ADDR is chosen
+// here) and waits until its /readyz answers 200.
+func (s Sensorcast) StartIngest(t testing.TB, name string, settings Settings) *Ingest {
+	t.Helper()
+	admin := FreeAddr(t)
+	settings = withDefaults(settings, Settings{"ADMIN_ADDR": admin})
+	p := StartProcess(t, name, environ(settings), s.Path, "ingest")
+	in := &Ingest{Process: p, AdminURL: "http://" + admin}
+	p.WaitReady(t, startTimeout, func() error { return wantStatus(in.AdminURL+"/readyz", http.StatusOK) })
+	return in
+}
+
+// Edge is a running `sensorcast edge`.
+type Edge struct {
+	*Process
+	Addr    string // host:port of its HTTP server
+	BaseURL string // http://host:port
+	WSURL   string // ws://host:port/api/v1/ws
+}
+
+// StartEdge runs `sensorcast edge` with settings (HTTP_ADDR and POD_NAME
+// are set here) and waits until its /readyz answers 200.
+func (s Sensorcast) StartEdge(t testing.TB, name string, settings Settings) *Edge {
+	t.Helper()
+	addr := FreeAddr(t)
+	settings = withDefaults(settings, Settings{"HTTP_ADDR": addr, "POD_NAME": name})
+	p := StartProcess(t, name, environ(settings), s.Path, "edge")
+	e := &Edge{Process: p, Addr: addr, BaseURL: "http://" + addr, WSURL: "ws://" + addr + "/api/v1/ws"}
+	p.WaitReady(t, startTimeout, func() error { return wantStatus(e.BaseURL+"/readyz", http.StatusOK) })
+	return e
+}
+
+// ReadyStatus returns the HTTP status of the edge's /readyz.
+func (e *Edge) ReadyStatus() (int, error) {
+	resp, err := httpClient.Get(e.BaseURL + "/readyz")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// httpClient opens a fresh connection per request, so no idle connection
+// (and its goroutines) outlives a test.
+var httpClient = &http.Client{
+	Timeout:   2 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+func wantStatus(url string, want int) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode != want {
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func withDefaults(settings, defaults Settings) Settings {
+	merged := Settings{"LOG_FORMAT": "text"}
+	for k, v := range defaults {
+		merged[k] = v
+	}
+	for k, v := range settings {
+		merged[k] = v
+	}
+	return merged
+}
+
+// environ is the test's environment without any SENSORCAST_* variable of
+// the developer's shell, plus settings.
+func environ(settings Settings) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SENSORCAST_") {
+			env = append(env, kv)
+		}
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, "SENSORCAST_"+k+"="+settings[k])
+	}
+	return env
+}

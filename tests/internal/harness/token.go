@@ -1,0 +1,37 @@
+package harness
+
+import (
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// claims are a dashboard token's claims as the contract defines them.
+type claims struct {
+	Rooms    []string `json:"rooms"`
+	Commands []string `json:"commands"`
+	jwt.RegisteredClaims
+}
+
+// Token signs an HS256 dashboard token for user sub that grants the room
+// patterns rooms and expires after ttl (a negative ttl gives an expired
+// token).
+func Token(t testing.TB, secret, sub string, ttl time.Duration, rooms ...string) string {
+	t.Helper()
+	now := time.Now()
+	c := claims{
+		Rooms:    rooms,
+		Commands: []string{},
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   sub,
+			IssuedAt:  jwt.NewNumericDate(now.Add(min(ttl, 0) - time.Minute)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatalf("sign token: %v", err)
+	}
+	return signed
+}
