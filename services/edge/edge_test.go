@@ -498,3 +498,28 @@ func eventually(t *testing.T, cond func() bool, what string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestHeartbeatKeepsLiveClientsAndDropsSilentOnes(t *testing.T) {
+	e := startEdge(t, func(c *Config) {
+		c.Session.PingInterval = 100 * time.Millisecond
+		c.Session.PongTimeout = 400 * time.Millisecond
+	})
+	live := e.dial(t, token(t, "live", "global"))
+	silent := e.dial(t, token(t, "silent", "global"))
+
+	// The live client reads, so gorilla answers every server ping with a pong.
+	liveErr := make(chan error, 1)
+	go func() {
+		_, err := live.read(1200 * time.Millisecond)
+		liveErr <- err
+	}()
+	time.Sleep(time.Second) // the silent client neither reads nor writes meanwhile
+	_, err := silent.read(time.Second)
+	var closeErr *websocket.CloseError
+	if err == nil || errors.As(err, &closeErr) && closeErr.Code == websocket.CloseServiceRestart {
+		t.Errorf("silent client: %v, want its connection dropped", err)
+	}
+	if err := <-liveErr; err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("live client: %v, want only its own read timeout (the edge kept it)", err)
+	}
+}
