@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type common struct {
 	NATSURL   string
 	LogLevel  string
 	LogFormat string
+	DebugAddr string
 }
 
 func (c *common) register(fs *flag.FlagSet, defaultFormat string) {
@@ -31,6 +33,7 @@ func (c *common) register(fs *flag.FlagSet, defaultFormat string) {
 }
 
 func (c *common) registerLog(fs *flag.FlagSet, defaultFormat string) {
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address for /debug/pprof (empty: off); keep it private")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", defaultFormat, "log format: json or text")
 }
@@ -59,6 +62,29 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = envflag.Usage(fs)
 	return fs
+}
+
+// serveDebug serves the Go profiler on addr until ctx ends, when addr is set.
+func (c *common) serveDebug(ctx context.Context, logger *slog.Logger) error {
+	if c.DebugAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", c.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("debug-addr (SENSORCAST_DEBUG_ADDR): %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() {
+		if err := serveHTTP(ctx, ln, mux, logger); err != nil {
+			logger.Warn("debug server stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // setDefault changes a registered flag's default without marking it set,

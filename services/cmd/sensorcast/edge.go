@@ -31,6 +31,9 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := c.serveDebug(ctx, logger); err != nil {
+		return err
+	}
 
 	conns, err := connectNATS(ctx, c.NATSURL, "sensorcast-edge-"+cfg.PodName, cfg.NATSConns, logger)
 	if err != nil {

@@ -34,6 +34,9 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := c.serveDebug(ctx, logger); err != nil {
+		return err
+	}
 	adminLn, err := net.Listen("tcp", adminAddr)
 	if err != nil {
 		return fmt.Errorf("admin-addr (SENSORCAST_ADMIN_ADDR): %w", err)

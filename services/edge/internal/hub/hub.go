@@ -12,7 +12,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,13 +47,45 @@ type shard struct {
 	rooms map[string]*room
 }
 
-// room is one joined room: its NATS subscription and its members. Members
-// are a copy-on-write slice so delivery reads it without a lock; joins and
-// leaves (far rarer than messages) copy it under the shard lock.
+// room is one joined room: its NATS subscription and its members. Delivery
+// holds the read lock while it hands a frame to every member (Deliver never
+// blocks); joins and leaves are O(1) (append, swap-remove by index), so
+// filling a room of 20,000 members costs no more per join than a room of 2.
 type room struct {
-	name    string
-	sub     *nats.Subscription
-	members atomic.Pointer[[]Subscriber]
+	name string
+	sub  *nats.Subscription
+
+	mu      sync.RWMutex
+	members []Subscriber
+	index   map[Subscriber]int // position of each member in members
+}
+
+func (r *room) add(sub Subscriber) {
+	r.mu.Lock()
+	if _, ok := r.index[sub]; !ok {
+		r.index[sub] = len(r.members)
+		r.members = append(r.members, sub)
+	}
+	r.mu.Unlock()
+}
+
+// remove takes sub out and reports how many members remain.
+func (r *room) remove(sub Subscriber) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i, ok := r.index[sub]
+	if !ok {
+		return len(r.members)
+	}
+	last := len(r.members) - 1
+	if i != last {
+		r.members[i] = r.members[last]
+		r.index[r.members[i]] = i
+	}
+	r.members[last] = nil
+	r.members = r.members[:last]
+	delete(r.index, sub)
+	return last
 }
 
 // New returns a hub that spreads its room subscriptions over conns (by a
@@ -88,9 +119,7 @@ func (h *Hub) Join(name string, sub Subscriber) error {
 	r, ok := sh.rooms[name]
 	var nc *nats.Conn
 	if !ok {
-		r = &room{name: name}
-		empty := []Subscriber{}
-		r.members.Store(&empty)
+		r = &room{name: name, index: map[Subscriber]int{}}
 		nc = h.conns[hash%uint64(len(h.conns))]
 		s, err := nc.Subscribe(envelopev1.RoomSubject(name), r.handler(h))
 		if err != nil {
@@ -105,11 +134,7 @@ func (h *Hub) Join(name string, sub Subscriber) error {
 		sh.rooms[name] = r
 		h.metrics.Rooms.Inc()
 	}
-	old := *r.members.Load()
-	next := make([]Subscriber, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, sub)
-	r.members.Store(&next)
+	r.add(sub)
 	sh.mu.Unlock()
 
 	if nc != nil {
@@ -132,18 +157,9 @@ func (h *Hub) Leave(name string, sub Subscriber) {
 	if !ok {
 		return
 	}
-	old := *r.members.Load()
-	next := make([]Subscriber, 0, len(old))
-	for _, m := range old {
-		if m != sub {
-			next = append(next, m)
-		}
-	}
-	if len(next) > 0 {
-		r.members.Store(&next)
+	if r.remove(sub) > 0 {
 		return
 	}
-	r.members.Store(&next)
 	delete(sh.rooms, name)
 	h.metrics.Rooms.Dec()
 	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
@@ -178,12 +194,14 @@ func (r *room) handler(h *Hub) nats.MsgHandler {
 			h.metrics.Dropped.WithLabelValues("unknown_body").Inc()
 			return
 		}
-		members := *r.members.Load()
-		for _, m := range members {
+		r.mu.RLock()
+		for _, m := range r.members {
 			m.Deliver(frame)
 		}
+		n := len(r.members)
+		r.mu.RUnlock()
 		h.metrics.RoomMessages.Inc()
-		h.metrics.Deliveries.Add(float64(len(members)))
+		h.metrics.Deliveries.Add(float64(n))
 		if at := env.GetIngestedAt(); at != nil {
 			h.metrics.FanoutLatency.Observe(now.Sub(at.AsTime()).Seconds())
 		}

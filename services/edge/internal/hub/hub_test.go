@@ -106,20 +106,57 @@ func TestUndecodableEnvelopesAreDroppedNotFannedOut(t *testing.T) {
 	}
 }
 
-type nopSubscriber struct{}
+type countingSubscriber struct{ id, n int }
 
-func (nopSubscriber) Deliver([]byte) {}
+func (c *countingSubscriber) Deliver([]byte) { c.n++ }
+
+func TestJoinsAndLeavesKeepEveryOtherMember(t *testing.T) {
+	r := &room{index: map[Subscriber]int{}}
+	subs := make([]*countingSubscriber, 100)
+	for i := range subs {
+		subs[i] = &countingSubscriber{id: i}
+		r.add(subs[i])
+	}
+	r.add(subs[0]) // joining twice is a no-op
+	for i := 0; i < 100; i += 3 {
+		r.remove(subs[i])
+	}
+	r.remove(&countingSubscriber{}) // never joined
+	for _, m := range r.members {
+		m.Deliver(nil)
+	}
+	for i, s := range subs {
+		want := 1
+		if i%3 == 0 {
+			want = 0
+		}
+		if s.n != want {
+			t.Errorf("member %d got %d deliveries, want %d", i, s.n, want)
+		}
+		if idx, ok := r.index[s]; ok && r.members[idx] != Subscriber(s) {
+			t.Errorf("index of member %d points at another member", i)
+		}
+	}
+}
+
+// BenchmarkJoin20000 fills one room with 20,000 members: joins must stay O(1).
+func BenchmarkJoin20000(b *testing.B) {
+	for b.Loop() {
+		r := &room{index: map[Subscriber]int{}}
+		for i := range 20000 {
+			r.add(&countingSubscriber{id: i})
+		}
+	}
+}
 
 // BenchmarkFanout5000 measures the hub's per-message cost for one room of
 // 5000 members: decode and render once, then one Deliver per member.
 func BenchmarkFanout5000(b *testing.B) {
 	h, _, _ := newHub(b)
-	r := &room{name: "global"}
-	members := make([]Subscriber, 5000)
-	for i := range members {
-		members[i] = nopSubscriber{}
+	r := &room{name: "global", index: map[Subscriber]int{}}
+	for i := range 5000 {
+		r.add(&countingSubscriber{id: i})
 	}
-	r.members.Store(&members)
 	handler := r.handler(h)
 	msg := &nats.Msg{Data: envelope(b)}
 	b.ReportAllocs()

@@ -61,15 +61,23 @@ type Session struct {
 	joined  []string
 	limiter tokenBucket
 
-	// mu guards the outbound queue and the close request. The queue holds
-	// shared, read-only frames; the writer swaps it out whole.
-	mu          sync.Mutex
-	queue       [][]byte
+	// pinger enqueues a WebSocket ping every PingInterval.
+	pinger *time.Timer
+
+	// mu guards the outbound queue and the close state. The queue holds
+	// shared, read-only frames; the flusher swaps it out whole.
+	mu    sync.Mutex
+	queue [][]byte
+	spare [][]byte // the flusher's emptied batch, reused as the next queue
+	// flushing is true while a flush goroutine runs. There is at most one,
+	// started by whoever queues into an idle session and ended when the
+	// queue is empty, so an idle connection costs no writer goroutine.
+	flushing    bool
 	closeFrame  []byte // set once: the close frame to send after the queue
+	closeSent   bool   // the close frame has been handed to the socket
 	closeReason string
-	wake        chan struct{} // capacity 1: "the queue or close state changed"
-	// drained is signalled (on mu) when the writer empties the queue or the
-	// session closes; replies wait on it, see send.
+	// drained is broadcast (on mu) when the flusher takes the queue, stops,
+	// or the session closes; replies and Run wait on it.
 	drained *sync.Cond
 }
 
@@ -86,7 +94,6 @@ func New(id string, conn *websocket.Conn, claims *auth.Claims, rooms Rooms, pres
 		metrics:  metrics,
 		logger:   logger,
 		limiter:  newTokenBucket(cfg.RateLimit, cfg.RateBurst, time.Now()),
-		wake:     make(chan struct{}, 1),
 	}
 	s.drained = sync.NewCond(&s.mu)
 	return s
@@ -109,13 +116,15 @@ func (s *Session) Deliver(frame []byte) {
 		s.queue = s.queue[:0]
 		s.closeFrame = wire.CloseFrame(CloseTryAgainLater, "slow consumer")
 		s.closeReason = "slow_consumer"
-		s.mu.Unlock()
-		s.signal()
-		return
+		s.drained.Broadcast()
+	} else {
+		s.queue = append(s.queue, frame)
 	}
-	s.queue = append(s.queue, frame)
+	start := s.startFlushLocked()
 	s.mu.Unlock()
-	s.signal()
+	if start {
+		go s.flush()
+	}
 }
 
 // Close asks the session to send what it has queued, then a close frame
@@ -124,8 +133,8 @@ func (s *Session) Close(code int, reason, metricReason string) {
 	s.closeWithFrame(wire.CloseFrame(code, reason), metricReason)
 }
 
-// alreadySent marks a close whose frame someone else wrote: the write loop
-// ends the connection without sending another.
+// alreadySent marks a close whose frame someone else wrote (or that must
+// not be written): the session ends without sending one.
 var alreadySent = []byte{}
 
 func (s *Session) closeWithFrame(frame []byte, metricReason string) {
@@ -135,8 +144,11 @@ func (s *Session) closeWithFrame(frame []byte, metricReason string) {
 		s.closeReason = metricReason
 	}
 	s.drained.Broadcast()
+	start := s.startFlushLocked()
 	s.mu.Unlock()
-	s.signal()
+	if start {
+		go s.flush()
+	}
 }
 
 // send queues a direct reply from the read loop. Replies share the queue
@@ -154,14 +166,30 @@ func (s *Session) send(frame []byte) {
 		return
 	}
 	s.queue = append(s.queue, frame)
+	start := s.startFlushLocked()
 	s.mu.Unlock()
-	s.signal()
+	if start {
+		go s.flush()
+	}
 }
 
-func (s *Session) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// startFlushLocked reports whether the caller must start the flusher: there
+// is something to write and no flusher runs. s.mu must be held.
+func (s *Session) startFlushLocked() bool {
+	if s.flushing || s.closeSent || (len(s.queue) == 0 && s.closeFrame == nil) {
+		return false
+	}
+	s.flushing = true
+	return true
+}
+
+func (s *Session) ping() {
+	s.Deliver(wire.PingFrame)
+	s.mu.Lock()
+	open := s.closeFrame == nil
+	s.mu.Unlock()
+	if open {
+		s.pinger.Reset(s.cfg.PingInterval)
 	}
 }
 
@@ -171,16 +199,14 @@ func (s *Session) Run(ctx context.Context) {
 	s.metrics.Connections.Inc()
 	defer s.metrics.Connections.Dec()
 
-	readDone := make(chan struct{})
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeLoop(readDone)
-	}()
 	stop := context.AfterFunc(ctx, func() {
 		s.Close(CloseServiceRestart, "server shutting down", "shutdown")
 	})
 	defer stop()
+	// Armed only after the field is set, so the callback can re-arm it.
+	s.pinger = time.AfterFunc(time.Hour, s.ping)
+	s.pinger.Reset(s.cfg.PingInterval)
+	defer s.pinger.Stop()
 
 	s.send(wire.ReplyFrame(wire.TypeConnected, "", wire.ConnectedPayload{
 		ConnectionID: s.id,
@@ -189,9 +215,7 @@ func (s *Session) Run(ctx context.Context) {
 	}, time.Now()))
 
 	reason := s.readLoop()
-	close(readDone)
-	<-writerDone
-	_ = s.netConn.Close()
+	s.finish()
 
 	for _, r := range s.joined {
 		s.rooms.Leave(r, s)
