@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sensorcast/sensorcast/services/ingest"
@@ -227,20 +226,4 @@ func subscribe(t *testing.T, nc *nats.Conn, subject string) *nats.Subscription {
 		t.Fatal(err)
 	}
 	return sub
-}
-
-// natsOnPort starts a NATS server on a given loopback port, to bring one
-// back after a test shut it down; it stops when the test ends.
-func natsOnPort(t *testing.T, port int) *natsserver.Server {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("nats server on port %d did not start", port)
-	}
-	return ns
 }

@@ -215,7 +215,7 @@ func TestMessagesWaitUnacknowledgedWhileNATSIsDown(t *testing.T) {
 		t.Error("publish_errors_total = 0 while NATS is down")
 	}
 
-	natsOnPort(t, port)
+	natstest.StartOnPort(t, port)
 	for i := range 3 {
 		env, _ := next(t, sub)
 		if got := env.GetTelemetry().GetFields()["n"].GetNumber(); got != float64(i) {
@@ -280,7 +280,7 @@ func TestARestartedInstanceGetsBackWhatItHadNotAcknowledged(t *testing.T) {
 	stopFirst()
 
 	// The next run, under the same client id, resumes the session.
-	natsOnPort(t, port)
+	natstest.StartOnPort(t, port)
 	second := startIngest(t, ns.ClientURL(), mqttURL, "ingest-a")
 	waitFor(t, 10*time.Second, "the resumed session's messages to be published", func() bool {
 		return counter(t, second.reg, "sensorcast_ingest_messages_total", "kind=telemetry") == 3

@@ -10,18 +10,26 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Start runs a NATS server until the test ends.
+// Start runs a NATS server on a random port until the test ends.
 func Start(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	return StartOnPort(t, -1)
+}
+
+// StartOnPort runs a NATS server on a given loopback port (-1: random)
+// until the test ends; a test uses it to bring a server back on the port
+// its clients reconnect to after shutting the first one down.
+func StartOnPort(t testing.TB, port int) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
 	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("nats server on port %d did not start", port)
+	}
 	return ns
 }
 

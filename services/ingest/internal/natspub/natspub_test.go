@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
@@ -116,7 +115,7 @@ func TestPublishWaitsForNATSAndConfirmsAfterItReturns(t *testing.T) {
 		t.Error("no failed attempt was reported while NATS was down")
 	}
 
-	natsOnPort(t, port)
+	natstest.StartOnPort(t, port)
 	select {
 	case <-confirmed:
 	case <-time.After(10 * time.Second):
@@ -146,20 +145,4 @@ func TestPublishGivesUpWhenTheContextEnds(t *testing.T) {
 	if err == nil || called {
 		t.Fatalf("Publish = %v, confirmed %v; want the context's error and no confirmation", err, called)
 	}
-}
-
-// natsOnPort starts a NATS server on a given loopback port, to bring one
-// back after a test shut it down; it stops when the test ends.
-func natsOnPort(t *testing.T, port int) *natsserver.Server {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("nats server on port %d did not start", port)
-	}
-	return ns
 }
