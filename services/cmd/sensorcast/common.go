@@ -56,6 +56,31 @@ func (c *common) logger(w io.Writer, service string) (*slog.Logger, error) {
 	return slog.New(h).With("service", service, "version", version), nil
 }
 
+// setupService parses the flags of a service command: the common ones plus
+// those register declares. It validates them (validate runs after parsing),
+// builds the logger and starts the optional profiler.
+func setupService(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer,
+	register func(*flag.FlagSet), validate func() error) (common, *slog.Logger, error) {
+	fs := newFlagSet(name, stderr)
+	var c common
+	c.register(fs, "json")
+	register(fs)
+	if err := envflag.Parse(fs, args, getenv); err != nil {
+		return c, nil, err
+	}
+	logger, err := c.logger(stderr, name)
+	if err != nil {
+		return c, nil, err
+	}
+	if err := validate(); err != nil {
+		return c, nil, err
+	}
+	if err := c.serveDebug(ctx, logger); err != nil {
+		return c, nil, err
+	}
+	return c, logger, nil
+}
+
 // newFlagSet returns a flag set whose -h lists each flag's variable.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("sensorcast "+name, flag.ContinueOnError)

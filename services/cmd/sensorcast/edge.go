@@ -11,27 +11,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sensorcast/sensorcast/services/edge"
-	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 )
 
 func runEdge(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fs := newFlagSet("edge", stderr)
-	var c common
-	c.register(fs, "json")
 	var cfg edge.Config
-	cfg.RegisterFlags(fs)
-	if err := envflag.Parse(fs, args, getenv); err != nil {
-		return err
-	}
-	logger, err := c.logger(stderr, "edge")
+	c, logger, err := setupService(ctx, "edge", args, getenv, stderr, cfg.RegisterFlags,
+		func() error { return cfg.Validate() }) // a closure: cfg.Validate would bind a copy of cfg before parsing
 	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if err := c.serveDebug(ctx, logger); err != nil {
 		return err
 	}
 

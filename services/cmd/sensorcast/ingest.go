@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,29 +13,19 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorcast/sensorcast/services/ingest"
-	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 )
 
 func runIngest(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fs := newFlagSet("ingest", stderr)
-	var c common
-	c.register(fs, "json")
-	var cfg ingest.Config
-	cfg.RegisterFlags(fs)
-	var adminAddr string
-	fs.StringVar(&adminAddr, "admin-addr", ":9090", "address for /metrics, /healthz and /readyz")
-	if err := envflag.Parse(fs, args, getenv); err != nil {
-		return err
-	}
-	logger, err := c.logger(stderr, "ingest")
+	var (
+		cfg       ingest.Config
+		adminAddr string
+	)
+	c, logger, err := setupService(ctx, "ingest", args, getenv, stderr, func(fs *flag.FlagSet) {
+		cfg.RegisterFlags(fs)
+		fs.StringVar(&adminAddr, "admin-addr", ":9090", "address for /metrics, /healthz and /readyz")
+	}, func() error { return cfg.Validate() })
 	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if err := c.serveDebug(ctx, logger); err != nil {
 		return err
 	}
 	adminLn, err := net.Listen("tcp", adminAddr)

@@ -49,3 +49,13 @@ func TestMistakesAreReportedClearly(t *testing.T) {
 		})
 	}
 }
+
+func TestSettingsFromFlagsAreValidatedAfterParsing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the edge must get past validation, then stop at once
+	var out, errOut bytes.Buffer
+	err := run(ctx, []string{"edge", "--jwt-secret", "0123456789abcdef", "--http-addr", "127.0.0.1:0", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &errOut)
+	if err != nil && strings.Contains(err.Error(), "token keys") {
+		t.Fatalf("a secret given as a flag was not seen by validation: %v", err)
+	}
+}
