@@ -7,8 +7,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-# Pinned code-generation tools (buf, protoc-gen-go), cached outside the clone in
-# ${XDG_CACHE_HOME:-~/.cache}/sensorcast/tools/<hash of tools/ and proto/ go.mod+go.sum>.
+# Pinned code-generation tools (buf, protoc-gen-go, protoc-gen-go-grpc), cached outside
+# the clone in ${XDG_CACHE_HOME:-~/.cache}/sensorcast/tools/<hash of tools/ and proto/
+# go.mod+go.sum>.
 TOOLS_CACHE := $(shell bash scripts/tools.sh dir)
 export TOOLS_CACHE
 
@@ -33,7 +34,7 @@ help: ## List the targets
 deps: ## Install Mosquitto and Redis with apt-get if they are missing
 	@bash scripts/install-deps.sh
 
-tools: ## Build the pinned buf and protoc-gen-go into ~/.cache/sensorcast/tools/<hash>
+tools: ## Build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into ~/.cache/sensorcast/tools/<hash>
 	@bash scripts/tools.sh build
 
 generate: tools ## Regenerate Go code from proto/ and lint the protos

@@ -2,18 +2,20 @@
 # Builds the pinned code-generation tools into a cache outside the clone.
 #
 #   scripts/tools.sh dir     print the tool directory (the Makefile's TOOLS_CACHE)
-#   scripts/tools.sh build   make sure buf and protoc-gen-go are in it
+#   scripts/tools.sh build   make sure buf, protoc-gen-go and protoc-gen-go-grpc
+#                            are in it
 #
 # Versions come from Go `tool` directives: buf from tools/go.mod (a module kept
 # out of go.work so buf's dependencies cannot raise the services' versions),
-# protoc-gen-go from proto/go.mod (the same google.golang.org/protobuf version
-# the generated code runs against). Both are built with GOWORK=off so only
-# their own module decides the versions.
+# protoc-gen-go and protoc-gen-go-grpc from proto/go.mod (the same
+# google.golang.org/protobuf and google.golang.org/grpc versions the generated
+# code runs against). All are built with GOWORK=off so only their own module
+# decides the versions.
 #
 # The directory is named after a hash of those go.mod/go.sum files, so bumping
 # a version builds a fresh set instead of reusing a stale binary:
 #
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/sensorcast/tools/<hash>/{buf,protoc-gen-go}
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/sensorcast/tools/<hash>/{buf,protoc-gen-go,protoc-gen-go-grpc}
 #
 # Binaries are built to a temporary name and renamed, so an interrupted build
 # never leaves a broken tool behind.
@@ -70,7 +72,10 @@ build() {
 	[[ -x "$dir/buf" ]] || install_buf "$dir"
 	[[ -x "$dir/protoc-gen-go" ]] ||
 		install_go_tool "$dir" proto google.golang.org/protobuf/cmd/protoc-gen-go protoc-gen-go
-	echo "tools: buf $("$dir/buf" --version), $("$dir/protoc-gen-go" --version) in $dir"
+	[[ -x "$dir/protoc-gen-go-grpc" ]] ||
+		install_go_tool "$dir" proto google.golang.org/grpc/cmd/protoc-gen-go-grpc protoc-gen-go-grpc
+	echo "tools: buf $("$dir/buf" --version), $("$dir/protoc-gen-go" --version)," \
+		"$("$dir/protoc-gen-go-grpc" --version) in $dir"
 }
 
 case "${1:-}" in
