@@ -52,9 +52,9 @@ func parse(topic string, payload []byte, now time.Time) (deviceMessage, error) {
 }
 
 // natsMsgs encodes the envelope once and returns one message per room it
-// belongs to (the device's and global), all sharing those bytes and one
-// header.
-func (m deviceMessage) natsMsgs(header nats.Header) ([]*nats.Msg, error) {
+// belongs to (the device's, each of its groups' and global), all sharing
+// those bytes and one header.
+func (m deviceMessage) natsMsgs(header nats.Header, groups []string) ([]*nats.Msg, error) {
 	data, err := proto.Marshal(m.envelope)
 	if err != nil {
 		return nil, fmt.Errorf("marshal envelope of %s: %w", m.deviceID, err)
@@ -64,8 +64,11 @@ func (m deviceMessage) natsMsgs(header nats.Header) ([]*nats.Msg, error) {
 		kind = kindDeviceStatus
 	}
 	header.Set(envelopev1.HeaderKind, kind)
-	return []*nats.Msg{
-		{Subject: envelopev1.RoomSubject(room.Device(m.deviceID)), Header: header, Data: data},
-		{Subject: envelopev1.RoomSubject(room.Global), Header: header, Data: data},
-	}, nil
+	msgs := make([]*nats.Msg, 0, 2+len(groups))
+	msgs = append(msgs, &nats.Msg{Subject: envelopev1.RoomSubject(room.Device(m.deviceID)), Header: header, Data: data})
+	for _, g := range groups {
+		msgs = append(msgs, &nats.Msg{Subject: envelopev1.RoomSubject(room.Group(g)), Header: header, Data: data})
+	}
+	msgs = append(msgs, &nats.Msg{Subject: envelopev1.RoomSubject(room.Global), Header: header, Data: data})
+	return msgs, nil
 }

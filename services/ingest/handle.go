@@ -27,9 +27,18 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 		s.ack(pr)
 		return
 	}
+	groups, err := s.admit(ctx, msg.deviceID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // shutting down before the registry was loaded: redeliver later
+		}
+		s.reject(msg.deviceID, p.Topic, err)
+		s.ack(pr)
+		return
+	}
 	header := nats.Header{}
 	copyTraceContext(header, p.Properties)
-	msgs, err := msg.natsMsgs(header)
+	msgs, err := msg.natsMsgs(header, groups)
 	if err != nil {
 		// Validated envelopes always encode; should one not, dropping it
 		// beats stalling every message behind it.
@@ -46,6 +55,31 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 		// Shutting down: leave it unacknowledged for redelivery.
 		s.logger.Debug("message left for redelivery", "topic", p.Topic, "err", err)
 	}
+}
+
+// admit checks a device against the registry and returns its groups. With
+// no registry configured every well-formed device is admitted, in no group.
+// Until the registry has been loaded once it waits (back-pressure on MQTT)
+// rather than reject devices it has not seen yet.
+func (s *Service) admit(ctx context.Context, deviceID string) ([]string, error) {
+	if s.devices == nil {
+		return nil, nil
+	}
+	for !s.devices.Ready() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	d, ok := s.devices.Lookup(deviceID)
+	switch {
+	case !ok:
+		return nil, devicemsg.Reject(devicemsg.ReasonUnknownDevice, "device %q is not in the registry", deviceID)
+	case !d.Enabled:
+		return nil, devicemsg.Reject(devicemsg.ReasonDisabledDevice, "device %q is disabled", deviceID)
+	}
+	return d.Groups, nil
 }
 
 // ack acknowledges a message. It fails only when the connection the

@@ -89,15 +89,15 @@ type instance struct {
 
 // startIngest runs an ingest service against the brokers until the test
 // ends, and waits until it is ready.
-func startIngest(t *testing.T, natsURL, mqttURL, clientID string) *instance {
+func startIngest(t *testing.T, natsURL, mqttURL, clientID string, opts ...ingest.Option) *instance {
 	t.Helper()
-	in, _ := startIngestStoppable(t, natsURL, mqttURL, clientID)
+	in, _ := startIngestStoppable(t, natsURL, mqttURL, clientID, opts...)
 	return in
 }
 
 // startIngestStoppable is startIngest that also returns a function to stop
 // the service early; it checks that Run returns nil.
-func startIngestStoppable(t *testing.T, natsURL, mqttURL, clientID string) (*instance, func()) {
+func startIngestStoppable(t *testing.T, natsURL, mqttURL, clientID string, opts ...ingest.Option) (*instance, func()) {
 	t.Helper()
 	logger := testLogger(t).With("instance", clientID)
 	nc, err := natsconn.Connect(t.Context(), natsURL, clientID, logger,
@@ -114,7 +114,7 @@ func startIngestStoppable(t *testing.T, natsURL, mqttURL, clientID string) (*ins
 		MQTTSessionExpiry: time.Minute,
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := ingest.New(cfg, nc, logger, reg)
+	svc, err := ingest.New(cfg, nc, logger, reg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 )
 
 const (
@@ -45,6 +46,21 @@ const (
 	connectTimeout = 10 * time.Second
 )
 
+// Devices tells which devices may send and which groups they are in;
+// devicecache.Cache implements it from the registry.
+type Devices interface {
+	Lookup(id string) (devicecache.Device, bool)
+	Ready() bool
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithDevices admits only known, enabled devices and publishes each message
+// to the device's group rooms too. Without it every well-formed device is
+// admitted and published to its device room and global only.
+func WithDevices(d Devices) Option { return func(s *Service) { s.devices = d } }
+
 // Service is one ingest instance. Create it with New and run it once.
 type Service struct {
 	cfg     Config
@@ -53,6 +69,7 @@ type Service struct {
 	logger  *slog.Logger
 	metrics *metrics
 	pub     *natspub.Publisher
+	devices Devices // nil: no admission
 	// Warnings about bad messages and NATS failures each have their own
 	// budget, so one kind cannot hide the other.
 	rejectLog  *throttledLog
@@ -66,7 +83,7 @@ type Service struct {
 
 // New checks cfg and returns a service that publishes on nc, which stays
 // the caller's to close. Metrics are registered with reg (none if nil).
-func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -89,6 +106,9 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 		metrics:    m,
 		rejectLog:  newThrottledLog(logger),
 		publishLog: newThrottledLog(logger),
+	}
+	for _, opt := range opts {
+		opt(s)
 	}
 	s.pub = natspub.New(nc, natspub.Options{
 		QueueSize: receiveMaximum,
@@ -147,6 +167,9 @@ func (s *Service) Ready() error {
 	}
 	if !s.nc.IsConnected() {
 		return errors.New("nats not connected")
+	}
+	if s.devices != nil && !s.devices.Ready() {
+		return errors.New("device registry not loaded yet")
 	}
 	return nil
 }

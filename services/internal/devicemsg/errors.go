@@ -21,6 +21,10 @@ const (
 	ReasonInvalidStatus     Reason = "invalid_status"
 	ReasonInvalidTopic      Reason = "invalid_topic"
 	ReasonInvalidDeviceID   Reason = "invalid_device_id"
+	// ReasonUnknownDevice and ReasonDisabledDevice come from admission
+	// against the registry, not from parsing.
+	ReasonUnknownDevice  Reason = "unknown_device"
+	ReasonDisabledDevice Reason = "disabled_device"
 	// ReasonUnknown is what ReasonOf returns for an error that did not come
 	// from this package.
 	ReasonUnknown Reason = "unknown"
@@ -32,7 +36,7 @@ func Reasons() []Reason {
 	return []Reason{
 		ReasonTooLarge, ReasonInvalidJSON, ReasonInvalidFields, ReasonInvalidFieldType,
 		ReasonInvalidFieldValue, ReasonInvalidTags, ReasonInvalidTimestamp, ReasonInvalidStatus,
-		ReasonInvalidTopic, ReasonInvalidDeviceID,
+		ReasonInvalidTopic, ReasonInvalidDeviceID, ReasonUnknownDevice, ReasonDisabledDevice,
 	}
 }
 
@@ -65,7 +69,9 @@ func ReasonOf(err error) Reason {
 	return ReasonUnknown
 }
 
-func reject(reason Reason, format string, args ...any) *Error {
+// Reject returns an *Error with a reason and a description; checks made
+// outside this package (device admission) use it too.
+func Reject(reason Reason, format string, args ...any) *Error {
 	return &Error{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 

@@ -12,7 +12,7 @@ import (
 // and set the offline one as their MQTT last will. Other keys are ignored.
 func ParseStatus(deviceID string, payload []byte, now time.Time) (*envelopev1.DeviceStatus, error) {
 	if len(payload) > MaxPayloadBytes {
-		return nil, reject(ReasonTooLarge, "payload is %d bytes, more than %d", len(payload), MaxPayloadBytes)
+		return nil, Reject(ReasonTooLarge, "payload is %d bytes, more than %d", len(payload), MaxPayloadBytes)
 	}
 	if err := checkDeviceID(deviceID); err != nil {
 		return nil, err
@@ -25,7 +25,7 @@ func ParseStatus(deviceID string, payload []byte, now time.Time) (*envelopev1.De
 		return nil, err
 	}
 	if p.Status.s == envelopev1.Status_STATUS_UNSPECIFIED {
-		return nil, reject(ReasonInvalidStatus, `"status" is missing`)
+		return nil, Reject(ReasonInvalidStatus, `"status" is missing`)
 	}
 	return &envelopev1.DeviceStatus{
 		DeviceId:  deviceID,
@@ -53,7 +53,7 @@ func (s *statusJSON) UnmarshalJSON(b []byte) error {
 	case "offline":
 		s.s = envelopev1.Status_STATUS_OFFLINE
 	default:
-		return reject(ReasonInvalidStatus, `"status" must be "online" or "offline", got %s`, quote(string(b)))
+		return Reject(ReasonInvalidStatus, `"status" must be "online" or "offline", got %s`, quote(string(b)))
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ import (
 // encoding/json everywhere, top-level keys match case-insensitively.
 func ParseTelemetry(deviceID string, payload []byte, now time.Time) (*envelopev1.Telemetry, error) {
 	if len(payload) > MaxPayloadBytes {
-		return nil, reject(ReasonTooLarge, "payload is %d bytes, more than %d", len(payload), MaxPayloadBytes)
+		return nil, Reject(ReasonTooLarge, "payload is %d bytes, more than %d", len(payload), MaxPayloadBytes)
 	}
 	if err := checkDeviceID(deviceID); err != nil {
 		return nil, err
@@ -65,9 +65,9 @@ func ParseTelemetry(deviceID string, payload []byte, now time.Time) (*envelopev1
 func telemetryTypeError(key string) *Error {
 	switch key {
 	case "fields":
-		return reject(ReasonInvalidFields, `"fields" must be an object`)
+		return Reject(ReasonInvalidFields, `"fields" must be an object`)
 	case "tags":
-		return reject(ReasonInvalidTags, `"tags" must be an object of strings`)
+		return Reject(ReasonInvalidTags, `"tags" must be an object of strings`)
 	}
 	return nil
 }
@@ -87,7 +87,7 @@ func unmarshalObject(payload []byte, v any, typeError func(key string) *Error) e
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		if typeErr.Field == "" {
-			return reject(ReasonInvalidJSON, "payload is a JSON %s, not an object", typeErr.Value)
+			return Reject(ReasonInvalidJSON, "payload is a JSON %s, not an object", typeErr.Value)
 		}
 		if typeError != nil {
 			if e := typeError(typeErr.Field); e != nil {
@@ -102,11 +102,11 @@ func unmarshalObject(payload []byte, v any, typeError func(key string) *Error) e
 func checkFields(raw map[string]fieldJSON) (map[string]*envelopev1.FieldValue, error) {
 	switch {
 	case raw == nil:
-		return nil, reject(ReasonInvalidFields, `"fields" is missing`)
+		return nil, Reject(ReasonInvalidFields, `"fields" is missing`)
 	case len(raw) == 0:
-		return nil, reject(ReasonInvalidFields, `"fields" is empty`)
+		return nil, Reject(ReasonInvalidFields, `"fields" is empty`)
 	case len(raw) > MaxFields:
-		return nil, reject(ReasonInvalidFields, "%d fields, more than %d", len(raw), MaxFields)
+		return nil, Reject(ReasonInvalidFields, "%d fields, more than %d", len(raw), MaxFields)
 	}
 	// Report the first bad field in name order, so the same payload always
 	// gets the same error.
@@ -119,10 +119,10 @@ func checkFields(raw map[string]fieldJSON) (map[string]*envelopev1.FieldValue, e
 	if len(bad) > 0 {
 		name := slices.Min(bad)
 		if !validName(name) {
-			return nil, reject(ReasonInvalidFields, "field name %s is not 1-%d characters of A-Z a-z 0-9 _ . -", quote(name), MaxNameLen)
+			return nil, Reject(ReasonInvalidFields, "field name %s is not 1-%d characters of A-Z a-z 0-9 _ . -", quote(name), MaxNameLen)
 		}
 		e := raw[name].err
-		return nil, reject(e.Reason, "field %s: %s", quote(name), e.Detail)
+		return nil, Reject(e.Reason, "field %s: %s", quote(name), e.Detail)
 	}
 	fields := make(map[string]*envelopev1.FieldValue, len(raw))
 	for name, v := range raw {
@@ -146,23 +146,23 @@ func (f *fieldJSON) UnmarshalJSON(b []byte) error {
 			return err
 		}
 		if len(s) > MaxTextLen {
-			f.err = reject(ReasonInvalidFieldValue, "string of %d bytes, more than %d", len(s), MaxTextLen)
+			f.err = Reject(ReasonInvalidFieldValue, "string of %d bytes, more than %d", len(s), MaxTextLen)
 			return nil
 		}
 		f.v = &envelopev1.FieldValue{Kind: &envelopev1.FieldValue_Text{Text: s}}
 	case 't', 'f':
 		f.v = &envelopev1.FieldValue{Kind: &envelopev1.FieldValue_Flag{Flag: b[0] == 't'}}
 	case 'n':
-		f.err = reject(ReasonInvalidFieldType, "null is not a number, string or boolean")
+		f.err = Reject(ReasonInvalidFieldType, "null is not a number, string or boolean")
 	case '[':
-		f.err = reject(ReasonInvalidFieldType, "an array is not a number, string or boolean")
+		f.err = Reject(ReasonInvalidFieldType, "an array is not a number, string or boolean")
 	case '{':
-		f.err = reject(ReasonInvalidFieldType, "an object is not a number, string or boolean")
+		f.err = Reject(ReasonInvalidFieldType, "an object is not a number, string or boolean")
 	default:
 		// encoding/json has already checked the number's syntax.
 		n, err := strconv.ParseFloat(string(b), 64)
 		if err != nil || math.IsInf(n, 0) {
-			f.err = reject(ReasonInvalidFieldValue, "number %s is out of range", quote(string(b)))
+			f.err = Reject(ReasonInvalidFieldValue, "number %s is out of range", quote(string(b)))
 			return nil
 		}
 		f.v = &envelopev1.FieldValue{Kind: &envelopev1.FieldValue_Number{Number: n}}
@@ -173,7 +173,7 @@ func (f *fieldJSON) UnmarshalJSON(b []byte) error {
 // checkTags checks the decoded "tags" object, which may be absent.
 func checkTags(raw map[string]tagJSON) (map[string]string, error) {
 	if len(raw) > MaxTags {
-		return nil, reject(ReasonInvalidTags, "%d tags, more than %d", len(raw), MaxTags)
+		return nil, Reject(ReasonInvalidTags, "%d tags, more than %d", len(raw), MaxTags)
 	}
 	var bad []string
 	for name, v := range raw {
@@ -184,9 +184,9 @@ func checkTags(raw map[string]tagJSON) (map[string]string, error) {
 	if len(bad) > 0 {
 		name := slices.Min(bad)
 		if !validName(name) {
-			return nil, reject(ReasonInvalidTags, "tag name %s is not 1-%d characters of A-Z a-z 0-9 _ . -", quote(name), MaxNameLen)
+			return nil, Reject(ReasonInvalidTags, "tag name %s is not 1-%d characters of A-Z a-z 0-9 _ . -", quote(name), MaxNameLen)
 		}
-		return nil, reject(ReasonInvalidTags, "tag %s: %s", quote(name), raw[name].problem)
+		return nil, Reject(ReasonInvalidTags, "tag %s: %s", quote(name), raw[name].problem)
 	}
 	if len(raw) == 0 {
 		return nil, nil
@@ -233,7 +233,7 @@ func (t *timestampJSON) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if b[0] != '"' {
-		return reject(ReasonInvalidTimestamp, `"timestamp" must be an RFC 3339 string`)
+		return Reject(ReasonInvalidTimestamp, `"timestamp" must be an RFC 3339 string`)
 	}
 	s, err := unquote(b)
 	if err != nil {

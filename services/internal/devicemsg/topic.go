@@ -44,11 +44,11 @@ func (k Kind) Filter() string {
 func ParseTopic(topic string) (deviceID string, kind Kind, err error) {
 	rest, ok := strings.CutPrefix(topic, topicPrefix)
 	if !ok {
-		return "", 0, reject(ReasonInvalidTopic, "topic %s does not start with %q", quote(topic), topicPrefix)
+		return "", 0, Reject(ReasonInvalidTopic, "topic %s does not start with %q", quote(topic), topicPrefix)
 	}
 	i := strings.LastIndexByte(rest, '/')
 	if i < 0 {
-		return "", 0, reject(ReasonInvalidTopic, "topic %s is not devices/<id>/telemetry or devices/<id>/status", quote(topic))
+		return "", 0, Reject(ReasonInvalidTopic, "topic %s is not devices/<id>/telemetry or devices/<id>/status", quote(topic))
 	}
 	deviceID, last := rest[:i], rest[i+1:]
 	switch last {
@@ -57,10 +57,10 @@ func ParseTopic(topic string) (deviceID string, kind Kind, err error) {
 	case "status":
 		kind = KindStatus
 	default:
-		return "", 0, reject(ReasonInvalidTopic, "topic %s is not devices/<id>/telemetry or devices/<id>/status", quote(topic))
+		return "", 0, Reject(ReasonInvalidTopic, "topic %s is not devices/<id>/telemetry or devices/<id>/status", quote(topic))
 	}
 	if strings.IndexByte(deviceID, '/') >= 0 {
-		return "", 0, reject(ReasonInvalidTopic, "topic %s has too many levels", quote(topic))
+		return "", 0, Reject(ReasonInvalidTopic, "topic %s has too many levels", quote(topic))
 	}
 	if err := checkDeviceID(deviceID); err != nil {
 		return "", 0, err

@@ -1,0 +1,218 @@
+// Package devicecache keeps a local, always-fresh copy of what ingest and
+// edge need from the device registry: which devices exist, whether they are
+// enabled, their groups, and which groups exist. Lookups are map reads, so
+// the per-message hot path makes no RPC.
+//
+// It follows the registry's recipe for an exact cache: open WatchChanges
+// from "now", wait for the first response (the stream is live), list every
+// device and group, then apply the streamed changes by version. After a
+// broken stream it resumes from the last sequence; if the registry no
+// longer holds that far back (OUT_OF_RANGE), it loads everything again.
+package devicecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
+)
+
+// Device is what the cache keeps of a device.
+type Device struct {
+	Enabled bool
+	Groups  []string // sorted; shared, do not modify
+	Version int64
+}
+
+// Client is the part of the registry API the cache uses.
+type Client interface {
+	WatchChanges(ctx context.Context, in *registryv1.WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[registryv1.WatchChangesResponse], error)
+	ListDevices(ctx context.Context, in *registryv1.ListDevicesRequest, opts ...grpc.CallOption) (*registryv1.ListDevicesResponse, error)
+	ListGroups(ctx context.Context, in *registryv1.ListGroupsRequest, opts ...grpc.CallOption) (*registryv1.ListGroupsResponse, error)
+}
+
+// listPageSize is the page size of the full load: large pages, few round trips.
+const listPageSize = 1000
+
+// Cache is a local copy of the registry's devices and groups.
+type Cache struct {
+	client Client
+	logger *slog.Logger
+
+	mu      sync.RWMutex
+	devices map[string]Device
+	groups  map[string]int64 // id -> version
+
+	// seq is the last change sequence applied; only Run touches it.
+	seq   int64
+	ready atomic.Bool
+}
+
+// New returns an empty cache; Run fills it and keeps it fresh.
+func New(client Client, logger *slog.Logger) *Cache {
+	return &Cache{client: client, logger: logger, devices: map[string]Device{}, groups: map[string]int64{}}
+}
+
+// Lookup returns a device, if it exists.
+func (c *Cache) Lookup(id string) (Device, bool) {
+	c.mu.RLock()
+	d, ok := c.devices[id]
+	c.mu.RUnlock()
+	return d, ok
+}
+
+// GroupExists reports whether a group exists.
+func (c *Cache) GroupExists(id string) bool {
+	c.mu.RLock()
+	_, ok := c.groups[id]
+	c.mu.RUnlock()
+	return ok
+}
+
+// Ready reports whether the cache has loaded the registry once and follows it.
+func (c *Cache) Ready() bool { return c.ready.Load() }
+
+// Run keeps the cache in sync until ctx ends, reconnecting with backoff.
+func (c *Cache) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := c.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if status.Code(err) == codes.OutOfRange {
+			c.logger.Warn("registry no longer holds our resume point; reloading", "after", c.seq)
+			c.seq = 0
+		} else {
+			c.logger.Warn("registry change stream broke; resuming", "after", c.seq, "err", err)
+		}
+		// Full jitter, so a registry restart does not get every cache back at once.
+		wait := time.Duration(rand.Int64N(int64(backoff))) + 50*time.Millisecond
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// follow opens one change stream and applies it until it breaks.
+func (c *Cache) follow(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.client.WatchChanges(ctx, &registryv1.WatchChangesRequest{ResumeAfter: c.seq})
+	if err != nil {
+		return fmt.Errorf("watch registry changes: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("watch registry changes: %w", err)
+	}
+	if c.seq == 0 {
+		// The stream is live from first.Sequence on: whatever changes while
+		// we list arrives on it and is applied by version afterwards.
+		if err := c.load(ctx); err != nil {
+			return err
+		}
+		c.logger.Info("device cache loaded", "devices", c.deviceCount(), "sequence", first.GetSequence())
+	}
+	c.apply(first)
+	c.ready.Store(true)
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("registry closed the change stream")
+			}
+			return err
+		}
+		c.apply(resp)
+	}
+}
+
+// load replaces the cache's content with a full listing.
+func (c *Cache) load(ctx context.Context) error {
+	devices := map[string]Device{}
+	for token := ""; ; {
+		resp, err := c.client.ListDevices(ctx, &registryv1.ListDevicesRequest{PageSize: listPageSize, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("list devices: %w", err)
+		}
+		for _, d := range resp.GetDevices() {
+			devices[d.GetId()] = fromProto(d)
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	groups := map[string]int64{}
+	for token := ""; ; {
+		resp, err := c.client.ListGroups(ctx, &registryv1.ListGroupsRequest{PageSize: listPageSize, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("list groups: %w", err)
+		}
+		for _, g := range resp.GetGroups() {
+			groups[g.GetId()] = g.GetVersion()
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	c.mu.Lock()
+	c.devices, c.groups = devices, groups
+	c.mu.Unlock()
+	return nil
+}
+
+// apply applies streamed changes in order. A change older than what the
+// cache holds (the listing already saw it) is skipped.
+func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
+	c.mu.Lock()
+	for _, ch := range resp.GetChanges() {
+		id, v := ch.GetId(), ch.GetVersion()
+		switch ch.GetKind() {
+		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_CREATED, registryv1.ChangeKind_CHANGE_KIND_DEVICE_UPDATED:
+			if cur, ok := c.devices[id]; !ok || cur.Version < v {
+				c.devices[id] = fromProto(ch.GetDevice())
+			}
+		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED:
+			if cur, ok := c.devices[id]; ok && cur.Version <= v {
+				delete(c.devices, id)
+			}
+		case registryv1.ChangeKind_CHANGE_KIND_GROUP_CREATED, registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED:
+			if cur, ok := c.groups[id]; !ok || cur < v {
+				c.groups[id] = v
+			}
+		case registryv1.ChangeKind_CHANGE_KIND_GROUP_DELETED:
+			if cur, ok := c.groups[id]; ok && cur <= v {
+				delete(c.groups, id)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if s := resp.GetSequence(); s > c.seq {
+		c.seq = s
+	}
+}
+
+func (c *Cache) deviceCount() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.devices)
+}
+
+func fromProto(d *registryv1.Device) Device {
+	return Device{Enabled: d.GetEnabled(), Groups: d.GetGroups(), Version: d.GetVersion()}
+}
