@@ -31,7 +31,7 @@ help: ## List the targets
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-deps: ## Install Mosquitto and Redis with apt-get if they are missing
+deps: ## Install Mosquitto, Redis and PostgreSQL with apt-get if they are missing
 	@bash scripts/install-deps.sh
 
 tools: ## Build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into ~/.cache/sensorcast/tools/<hash>

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests start as real processes: Mosquitto
-# (broker and mosquitto_pub/mosquitto_sub) and Redis. Idempotent: a package is
-# installed only when its command is missing, and `apt-get update` runs at most
-# once. Debian/Ubuntu (apt) only; elsewhere it names what to install and fails.
+# (broker and mosquitto_pub/mosquitto_sub), Redis and the PostgreSQL server.
+# Idempotent: a package is installed only when its command is missing, and
+# `apt-get update` runs at most once. Debian/Ubuntu (apt) only; elsewhere it
+# names what to install and fails.
 #
-# If installing a package starts its system service (Debian does), it is left
-# running: the tests start their own instances on free ports.
+# If installing a package starts its system service (Debian does, and the
+# postgresql package also creates a "main" cluster), it is left running: the
+# tests start their own instances on free ports and never use it.
 set -euo pipefail
 
 # command -> Debian package that provides it.
@@ -14,11 +16,23 @@ declare -A package_of=(
 	[mosquitto_pub]=mosquitto-clients
 	[mosquitto_sub]=mosquitto-clients
 	[redis-server]=redis-server
+	[initdb]=postgresql
+	[postgres]=postgresql
+	[pg_ctl]=postgresql
 )
 
-# Daemons live in /usr/sbin, which a non-root PATH often lacks.
+# Daemons live in /usr/sbin, which a non-root PATH often lacks; Debian puts the
+# PostgreSQL server programs in /usr/lib/postgresql/<version>/bin, on no PATH
+# (services/internal/pgtest looks there too).
 have() {
-	command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]
+	if command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; then
+		return 0
+	fi
+	local candidate
+	for candidate in /usr/lib/postgresql/*/bin/"$1"; do
+		[[ -x "$candidate" ]] && return 0
+	done
+	return 1
 }
 
 missing=()
@@ -30,7 +44,7 @@ for cmd in "${!package_of[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
-	echo "deps: mosquitto, mosquitto-clients and redis-server are installed"
+	echo "deps: mosquitto, mosquitto-clients, redis-server and postgresql are installed"
 	exit 0
 fi
 
