@@ -13,16 +13,19 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorcast/sensorcast/services/ingest"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 )
 
 func runIngest(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var (
 		cfg       ingest.Config
+		registry  devicecache.Config
 		adminAddr string
 	)
 	c, logger, err := setupService(ctx, "ingest", args, getenv, stderr, func(fs *flag.FlagSet) {
 		cfg.RegisterFlags(fs)
+		registry.RegisterFlags(fs)
 		fs.StringVar(&adminAddr, "admin-addr", ":9090", "address for /metrics, /healthz and /readyz")
 	}, func() error { return cfg.Validate() })
 	if err != nil {
@@ -41,7 +44,20 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 	defer nc.Close()
 
 	reg := newRegistry()
-	svc, err := ingest.New(cfg, nc, logger, reg)
+	var opts []ingest.Option
+	var cache *devicecache.Cache
+	if registry.URL != "" {
+		conn, client, err := devicecache.Dial(registry)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		cache = devicecache.New(client, logger.With("component", "devicecache"))
+		opts = append(opts, ingest.WithDevices(cache))
+	} else {
+		logger.Warn("no registry-url: every well-formed device is accepted, and no group rooms are published")
+	}
+	svc, err := ingest.New(cfg, nc, logger, reg, opts...)
 	if err != nil {
 		return err
 	}
@@ -52,6 +68,9 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
+	if cache != nil {
+		g.Go(func() error { return cache.Run(gctx) })
+	}
 	g.Go(func() error { return serveHTTP(gctx, adminLn, mux, logger) })
 	return g.Wait()
 }

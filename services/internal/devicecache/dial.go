@@ -1,0 +1,53 @@
+package devicecache
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
+)
+
+// Config says where the registry is and how to call it.
+type Config struct {
+	// URL is the registry's gRPC target (host:port, or any gRPC target
+	// such as dns:///registry:9091); empty turns the registry off.
+	URL string
+	// Token is the bearer token sent with every call.
+	Token string
+}
+
+// RegisterFlags declares the registry client settings on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.URL, "registry-url", "", "gRPC address of the device registry (empty: no registry; every well-formed device is accepted)")
+	fs.StringVar(&c.Token, "registry-token", "", "bearer token for the device registry")
+}
+
+// Dial opens a client connection to the registry; the caller closes it.
+// The connection is plaintext: inside a cluster it runs over the pod
+// network (or a mesh that adds TLS).
+func Dial(cfg Config) (*grpc.ClientConn, registryv1.DeviceRegistryClient, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if cfg.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(cfg.Token)))
+	}
+	conn, err := grpc.NewClient(cfg.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry-url (SENSORCAST_REGISTRY_URL) %q: %w", cfg.URL, err)
+	}
+	return conn, registryv1.NewDeviceRegistryClient(conn), nil
+}
+
+// bearer sends a static token as "authorization: Bearer ...".
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: the registry is reached over the
+// cluster network, like NATS and Redis.
+func (bearer) RequireTransportSecurity() bool { return false }
