@@ -40,6 +40,7 @@ type Service struct {
 	verifier  *auth.Verifier
 	hub       *hub.Hub
 	tracker   *presence.Tracker
+	catalog   session.Catalog
 	metrics   *session.Metrics
 	gatherer  prometheus.Gatherer
 	upgrader  websocket.Upgrader
@@ -62,7 +63,10 @@ type Deps struct {
 	NATS []*nats.Conn
 	// Redis holds presence and connection counts shared by all pods; nil
 	// keeps them in this process, which is right for a single pod only.
-	Redis    redis.UniversalClient
+	Redis redis.UniversalClient
+	// Catalog, when set, rejects subscriptions to rooms of devices and
+	// groups the registry does not know; its Run is the caller's.
+	Catalog  session.Catalog
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -91,6 +95,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger),
 		metrics:  session.NewMetrics(deps.Registry),
 		gatherer: deps.Registry,
+		catalog:  deps.Catalog,
 		sessions: map[*session.Session]struct{}{},
 		upgrader: websocket.Upgrader{
 			// Small read buffers keep idle connections cheap; frames larger
@@ -155,6 +160,9 @@ func (s *Service) Ready() error {
 		if !nc.IsConnected() {
 			return errors.New("nats disconnected")
 		}
+	}
+	if s.catalog != nil && !s.catalog.Ready() {
+		return errors.New("device registry not loaded yet")
 	}
 	return nil
 }
@@ -252,8 +260,13 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
-	sess := session.New(nuid.Next(), conn, claims, s.hub, s.tracker, s.cfg.Session, s.metrics,
-		s.logger.With("user_id", claims.Subject))
+	sess := session.New(nuid.Next(), conn, claims, s.cfg.Session, session.Deps{
+		Rooms:    s.hub,
+		Presence: s.tracker,
+		Catalog:  s.catalog,
+		Metrics:  s.metrics,
+		Logger:   s.logger.With("user_id", claims.Subject),
+	})
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
 )
 
@@ -37,7 +39,7 @@ type testEdge struct {
 	done   chan error
 }
 
-func startEdge(t *testing.T, mutate func(*Config)) *testEdge {
+func startEdge(t *testing.T, mutate func(*Config), depOpts ...func(*Deps)) *testEdge {
 	t.Helper()
 	ns := natstest.Start(t)
 	var cfg Config
@@ -54,7 +56,11 @@ func startEdge(t *testing.T, mutate func(*Config)) *testEdge {
 		e.subs = append(e.subs, natstest.Connect(t, ns))
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := New(context.Background(), cfg, Deps{NATS: e.subs, Logger: logger, Registry: prometheus.NewRegistry()})
+	deps := Deps{NATS: e.subs, Logger: logger, Registry: prometheus.NewRegistry()}
+	for _, opt := range depOpts {
+		opt(&deps)
+	}
+	svc, err := New(context.Background(), cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,5 +527,39 @@ func TestHeartbeatKeepsLiveClientsAndDropsSilentOnes(t *testing.T) {
 	}
 	if err := <-liveErr; err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("live client: %v, want only its own read timeout (the edge kept it)", err)
+	}
+}
+
+// catalog stands in for the registry cache (tested against the registry
+// itself); here only the edge's use of it matters.
+type catalog struct {
+	devices map[string]bool
+	groups  map[string]bool
+	ready   atomic.Bool
+}
+
+func (c *catalog) Lookup(id string) (devicecache.Device, bool) {
+	return devicecache.Device{}, c.devices[id]
+}
+func (c *catalog) GroupExists(id string) bool { return c.groups[id] }
+func (c *catalog) Ready() bool                { return c.ready.Load() }
+
+func TestRoomsOfUnknownDevicesAndGroupsAreRejected(t *testing.T) {
+	cat := &catalog{devices: map[string]bool{"d1": true}, groups: map[string]bool{"g1": true}}
+	e := startEdge(t, nil, func(d *Deps) { d.Catalog = cat })
+	c := e.dial(t, token(t, "alice", "*"))
+
+	got := c.subscribe("device:d1")
+	if len(got.Rejected) != 1 || got.Rejected[0].Code != "unavailable" {
+		t.Errorf("before the registry is loaded: %+v, want unavailable", got)
+	}
+	cat.ready.Store(true)
+	got = c.subscribe("device:d1", "device:ghost", "group:g1", "group:ghost", "global")
+	if strings.Join(got.Rooms, ",") != "device:d1,group:g1,global" {
+		t.Errorf("joined %v", got.Rooms)
+	}
+	if len(got.Rejected) != 2 || got.Rejected[0].Code != "invalid_room" || got.Rejected[0].Reason != "no such device" ||
+		got.Rejected[1].Code != "invalid_room" || got.Rejected[1].Reason != "no such group" {
+		t.Errorf("rejected %+v", got.Rejected)
 	}
 }

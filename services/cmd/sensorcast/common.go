@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
 )
 
@@ -79,6 +80,19 @@ func setupService(ctx context.Context, name string, args []string, getenv func(s
 		return c, nil, err
 	}
 	return c, logger, nil
+}
+
+// openDeviceCache connects to the registry when cfg names one; the cache is
+// nil (and close a no-op) when it does not. The caller runs the cache.
+func openDeviceCache(cfg devicecache.Config, logger *slog.Logger) (cache *devicecache.Cache, close func(), err error) {
+	if cfg.URL == "" {
+		return nil, func() {}, nil
+	}
+	conn, client, err := devicecache.Dial(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return devicecache.New(client, logger.With("component", "devicecache")), func() { _ = conn.Close() }, nil
 }
 
 // newFlagSet returns a flag set whose -h lists each flag's variable.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,14 +10,22 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorcast/sensorcast/services/edge"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 )
 
 func runEdge(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	var cfg edge.Config
-	c, logger, err := setupService(ctx, "edge", args, getenv, stderr, cfg.RegisterFlags,
+	var (
+		cfg      edge.Config
+		registry devicecache.Config
+	)
+	c, logger, err := setupService(ctx, "edge", args, getenv, stderr, func(fs *flag.FlagSet) {
+		cfg.RegisterFlags(fs)
+		registry.RegisterFlags(fs)
+	},
 		func() error { return cfg.Validate() }) // a closure: cfg.Validate would bind a copy of cfg before parsing
 	if err != nil {
 		return err
@@ -40,8 +49,16 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 		logger.Warn("no redis-url: presence and connection counts stay in this process; run a single edge pod only")
 	}
 
-	reg := newRegistry()
-	svc, err := edge.New(ctx, cfg, edge.Deps{NATS: conns, Redis: rdb, Logger: logger, Registry: reg})
+	deps := edge.Deps{NATS: conns, Redis: rdb, Logger: logger, Registry: newRegistry()}
+	cache, closeCache, err := openDeviceCache(registry, logger)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+	if cache != nil {
+		deps.Catalog = cache
+	}
+	svc, err := edge.New(ctx, cfg, deps)
 	if err != nil {
 		return err
 	}
@@ -49,7 +66,13 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return fmt.Errorf("http-addr (SENSORCAST_HTTP_ADDR): %w", err)
 	}
-	return svc.Run(ctx, ln)
+	if cache == nil {
+		return svc.Run(ctx, ln)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cache.Run(gctx) })
+	g.Go(func() error { return svc.Run(gctx, ln) })
+	return g.Wait()
 }
 
 // connectNATS opens n connections; the edge spreads room subscriptions over them.

@@ -45,14 +45,12 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 
 	reg := newRegistry()
 	var opts []ingest.Option
-	var cache *devicecache.Cache
-	if registry.URL != "" {
-		conn, client, err := devicecache.Dial(registry)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		cache = devicecache.New(client, logger.With("component", "devicecache"))
+	cache, closeCache, err := openDeviceCache(registry, logger)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+	if cache != nil {
 		opts = append(opts, ingest.WithDevices(cache))
 	} else {
 		logger.Warn("no registry-url: every well-formed device is accepted, and no group rooms are published")

@@ -91,11 +91,15 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 
 // join adds the session to one room, or says why it cannot.
 func (s *Session) join(name string) (wire.Rejection, bool) {
-	if _, _, err := room.Parse(name); err != nil {
+	kind, id, err := room.Parse(name)
+	if err != nil {
 		return wire.Rejection{Room: name, Code: wire.CodeInvalidRoom, Reason: err.Error()}, false
 	}
 	if !s.claims.MayJoin(name) {
 		return wire.Rejection{Room: name, Code: wire.CodeForbidden, Reason: "the token does not grant this room"}, false
+	}
+	if rej, ok := s.checkExists(name, kind, id); !ok {
+		return rej, false
 	}
 	if slices.Contains(s.joined, name) {
 		return wire.Rejection{}, true
@@ -109,6 +113,27 @@ func (s *Session) join(name string) (wire.Rejection, bool) {
 	}
 	s.joined = append(s.joined, name)
 	s.presence.Join(name, s.claims.Subject)
+	return wire.Rejection{}, true
+}
+
+// checkExists rejects rooms of devices and groups the registry does not know.
+func (s *Session) checkExists(name, kind, id string) (wire.Rejection, bool) {
+	if s.catalog == nil || kind == room.KindGlobal {
+		return wire.Rejection{}, true
+	}
+	if !s.catalog.Ready() {
+		return wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "the device registry is not loaded yet, try again"}, false
+	}
+	switch kind {
+	case room.KindDevice:
+		if _, ok := s.catalog.Lookup(id); !ok {
+			return wire.Rejection{Room: name, Code: wire.CodeInvalidRoom, Reason: "no such device"}, false
+		}
+	case room.KindGroup:
+		if !s.catalog.GroupExists(id) {
+			return wire.Rejection{Room: name, Code: wire.CodeInvalidRoom, Reason: "no such group"}, false
+		}
+	}
 	return wire.Rejection{}, true
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/edge/internal/auth"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 )
 
 // Rooms is the part of the hub a session uses.
@@ -26,6 +27,25 @@ type Presence interface {
 	Join(room, userID string)
 	Leave(room, userID string)
 	Members(ctx context.Context, room string) ([]wire.Member, error)
+}
+
+// Catalog says which device and group rooms exist (the registry's devices
+// and groups); devicecache.Cache implements it.
+type Catalog interface {
+	Lookup(deviceID string) (devicecache.Device, bool)
+	GroupExists(groupID string) bool
+	Ready() bool
+}
+
+// Deps are what every session of a pod shares.
+type Deps struct {
+	Rooms    Rooms
+	Presence Presence
+	// Catalog, when set, rejects rooms of devices and groups that do not
+	// exist; nil accepts every well-formed room.
+	Catalog Catalog
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Close codes the edge sends (RFC 6455 §7.4.1).
@@ -53,6 +73,7 @@ type Session struct {
 	claims   *auth.Claims
 	rooms    Rooms
 	presence Presence
+	catalog  Catalog
 	cfg      Config
 	metrics  *Metrics
 	logger   *slog.Logger
@@ -82,17 +103,18 @@ type Session struct {
 }
 
 // New wraps an upgraded connection. Run must be called to serve it.
-func New(id string, conn *websocket.Conn, claims *auth.Claims, rooms Rooms, presence Presence, cfg Config, metrics *Metrics, logger *slog.Logger) *Session {
+func New(id string, conn *websocket.Conn, claims *auth.Claims, cfg Config, deps Deps) *Session {
 	s := &Session{
 		id:       id,
 		conn:     conn,
 		netConn:  conn.NetConn(),
 		claims:   claims,
-		rooms:    rooms,
-		presence: presence,
+		rooms:    deps.Rooms,
+		presence: deps.Presence,
+		catalog:  deps.Catalog,
 		cfg:      cfg,
-		metrics:  metrics,
-		logger:   logger,
+		metrics:  deps.Metrics,
+		logger:   deps.Logger,
 		limiter:  newTokenBucket(cfg.RateLimit, cfg.RateBurst, time.Now()),
 	}
 	s.drained = sync.NewCond(&s.mu)
