@@ -4,6 +4,7 @@
 //	sensorcast run      the whole system in one process (embedded NATS and MQTT, simulator)
 //	sensorcast ingest   MQTT -> NATS ingest replica
 //	sensorcast edge     WebSocket edge pod
+//	sensorcast registry device registry (gRPC API)
 //	sensorcast token    mint a development dashboard token
 //	sensorcast version  print the version
 package main
@@ -38,10 +39,12 @@ const usage = `Usage: sensorcast <command> [flags]
 
 Commands:
   run       the whole system in one process: embedded NATS and MQTT broker,
-            ingest, edge and a device simulator (for development and demos)
+            ingest, edge, device registry and a device simulator (for
+            development and demos)
   ingest    MQTT -> NATS ingest replica
   edge      WebSocket edge pod
-  token     mint an HS256 dashboard token
+  registry  device registry: gRPC API for devices, groups and alert rules
+  token     mint an HS256 dashboard token (--role admin: a registry token)
   version   print the version
 
 Every flag can also be set by its SENSORCAST_* environment variable;
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runIngest(ctx, rest, getenv, stderr)
 	case "edge":
 		return runEdge(ctx, rest, getenv, stderr)
+	case "registry":
+		return runRegistry(ctx, rest, getenv, stderr)
 	case "token":
 		return runToken(rest, getenv, stdout, stderr)
 	case "version", "--version":

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 
@@ -57,5 +59,33 @@ func TestSettingsFromFlagsAreValidatedAfterParsing(t *testing.T) {
 	err := run(ctx, []string{"edge", "--jwt-secret", "0123456789abcdef", "--http-addr", "127.0.0.1:0", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &errOut)
 	if err != nil && strings.Contains(err.Error(), "token keys") {
 		t.Fatalf("a secret given as a flag was not seen by validation: %v", err)
+	}
+}
+
+func TestRegistryHelpListsItsFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"registry", "--help"}, func(string) string { return "" }, &out, &errOut)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"-grpc-addr", "-database-url", "-jwt-secret", "-admin-addr", "-nats-url", "SENSORCAST_DATABASE_URL"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("help does not mention %s:\n%s", want, errOut.String())
+		}
+	}
+}
+
+func TestTokenWithARoleIsARegistryToken(t *testing.T) {
+	var out, errOut bytes.Buffer
+	env := map[string]string{"SENSORCAST_JWT_SECRET": "a-secret-of-enough-length"}
+	if err := run(context.Background(), []string{"token", "--sub", "ops", "--role", "admin"}, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(strings.TrimSpace(out.String()), claims, func(*jwt.Token) (any, error) { return []byte(env["SENSORCAST_JWT_SECRET"]), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if claims["sub"] != "ops" || claims["role"] != "admin" {
+		t.Errorf("claims = %v", claims)
 	}
 }

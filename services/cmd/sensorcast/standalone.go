@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +23,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 	"github.com/sensorcast/sensorcast/services/internal/simulator"
+	"github.com/sensorcast/sensorcast/services/registry"
 )
 
 // runStandalone runs the whole system in one process with embedded NATS and
@@ -36,9 +39,11 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	setDefault(fs, "nats-conns", "1")
 	var (
 		mqttAddr string
+		grpcAddr string
 		sim      simulator.Config
 	)
 	fs.StringVar(&mqttAddr, "mqtt-addr", "127.0.0.1:1883", "address of the embedded MQTT broker")
+	fs.StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the device registry's gRPC API")
 	fs.IntVar(&sim.Devices, "devices", 20, "simulated devices (0 disables the simulator)")
 	fs.DurationVar(&sim.Interval, "interval", time.Second, "telemetry interval of each simulated device")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
@@ -62,6 +67,11 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 		return fmt.Errorf("http-addr (SENSORCAST_HTTP_ADDR): %w", err)
 	}
 	defer httpLn.Close() // closing twice after the edge closed it is harmless
+	grpcLn, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		return fmt.Errorf("grpc-addr (SENSORCAST_GRPC_ADDR): %w", err)
+	}
+	defer grpcLn.Close()
 	broker, err := startBroker(mqttAddr, logger)
 	if err != nil {
 		return err
@@ -84,6 +94,11 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	defer closeAll(edgeConns)
+	registryNC, err := natsconn.Connect(ctx, "", "sensorcast-registry", logger, inProcess)
+	if err != nil {
+		return err
+	}
+	defer registryNC.Close()
 
 	reg := newRegistry()
 	var ingestCfg ingest.Config
@@ -100,25 +115,75 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 
+	regCfg, err := standaloneRegistryConfig(grpcAddr, edgeCfg.JWTSecret)
+	if err != nil {
+		return err
+	}
+	registrySvc, err := registry.New(ctx, regCfg, registry.Deps{NATS: registryNC, Logger: logger.With("component", "registry"), Registry: reg})
+	if err != nil {
+		return err
+	}
+	defer registrySvc.Close()
+	adminToken, err := registry.MintToken(regCfg.JWTSecret, "admin", registry.AdminRole, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+
 	token, err := edge.MintToken(edgeCfg.JWTSecret, "dev", []string{"global", "device:*", "group:*"}, []string{"device:*", "group:*"}, 24*time.Hour)
 	if err != nil {
 		return err
 	}
 	printBanner(stdout, httpLn.Addr().String(), mqttAddr, token, edgeCfg.JWTSecret == edge.DevSecret)
+	printRegistryBanner(stdout, grpcLn.Addr().String(), adminToken)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return edgeSvc.Run(gctx, httpLn) })
 	g.Go(func() error { return ingestSvc.Run(gctx) })
+	g.Go(func() error { return registrySvc.Run(gctx, grpcLn) })
 	if sim.Devices > 0 {
 		sim.BrokerURL = "mqtt://" + mqttAddr
 		sim.Prefix = "sim-"
-		g.Go(func() error { return simulator.Run(gctx, sim, logger.With("component", "simulator")) })
+		g.Go(func() error {
+			// Register the fleet first: ingest admits only known devices.
+			if err := registerSimulated(gctx, grpcLn.Addr().String(), adminToken, sim); err != nil {
+				return err
+			}
+			return simulator.Run(gctx, sim, logger.With("component", "simulator"))
+		})
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// standaloneRegistryConfig returns the in-process registry's settings: the
+// embedded store, and the dashboards' HS256 secret for its tokens, or a
+// random one of this process when dashboards use public keys only.
+func standaloneRegistryConfig(grpcAddr, jwtSecret string) (registry.Config, error) {
+	if jwtSecret == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return registry.Config{}, err
+		}
+		jwtSecret = hex.EncodeToString(b)
+	}
+	return registry.Config{
+		GRPCAddr:     grpcAddr,
+		JWTSecret:    jwtSecret,
+		PollInterval: registry.DefaultPollInterval,
+		StopTimeout:  registry.DefaultStopTimeout,
+	}, nil
+}
+
+func printRegistryBanner(w io.Writer, grpcAddr, adminToken string) {
+	fmt.Fprintf(w, `Device registry (gRPC, in memory; the simulated devices are in group %[3]q):
+  grpcurl -plaintext -H 'authorization: Bearer %[2]s' %[1]s sensorcast.registry.v1.DeviceRegistry/ListDevices
+  grpcurl -plaintext %[1]s list        (reflection and health need no token)
+  (that token: sub "admin", role "admin", valid 24h; mint more with: sensorcast token --sub me --role admin)
+
+`, grpcAddr, adminToken, simulatedGroup)
 }
 
 func startNATS() (*natsserver.Server, error) {

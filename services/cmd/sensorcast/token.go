@@ -8,6 +8,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/registry"
 )
 
 func runToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -17,12 +18,14 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 		subject  string
 		rooms    string
 		commands string
+		role     string
 		ttl      time.Duration
 	)
 	fs.StringVar(&secret, "jwt-secret", "", "HS256 secret (default: the public development secret)")
 	fs.StringVar(&subject, "sub", "dev", "user id (the sub claim)")
 	fs.StringVar(&rooms, "rooms", "global,device:*,group:*", "comma-separated room patterns the token may watch")
 	fs.StringVar(&commands, "commands", "", "comma-separated device/group room patterns the token may command")
+	fs.StringVar(&role, "role", "", "mint a device-registry API token with this role claim (admin) instead of a dashboard token; --rooms and --commands are then ignored")
 	fs.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
 		return err
@@ -31,7 +34,13 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 		secret = edge.DevSecret
 		fmt.Fprintln(stderr, "sensorcast token: SENSORCAST_JWT_SECRET is not set; signing with the public development secret")
 	}
-	token, err := edge.MintToken(secret, subject, list(rooms), list(commands), ttl)
+	var token string
+	var err error
+	if role != "" {
+		token, err = registry.MintToken(secret, subject, role, ttl)
+	} else {
+		token, err = edge.MintToken(secret, subject, list(rooms), list(commands), ttl)
+	}
 	if err != nil {
 		return err
 	}

@@ -29,8 +29,7 @@ func newSensors(n int) *sensors {
 		humBase:  40 + rng.Float64()*30,
 		battery:  70 + rng.Float64()*30,
 		rssiBase: -45 - rng.Float64()*40,
-		// A few sites, so dashboards have groups to show.
-		site: [...]string{"building-a", "building-b", "warehouse-1"}[(n-1)%3],
+		site:     siteOf(n),
 	}
 	s.temp, s.hum = s.tempBase, s.humBase
 	return s
@@ -79,7 +78,7 @@ func (s *sensors) reading(now time.Time) ([]byte, error) {
 			RSSI:        int(math.Round(s.rssiBase + s.rng.NormFloat64()*3)),
 			DoorOpen:    s.doorOpen,
 		},
-		Tags:      map[string]string{"site": s.site, "model": "esp32-s3"},
+		Tags:      map[string]string{"site": s.site, "model": Model},
 		Timestamp: now.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 	}
 	return json.Marshal(p)

@@ -70,6 +70,29 @@ func (c Config) validate() (*url.URL, error) {
 
 func deviceID(prefix string, n int) string { return fmt.Sprintf("%s%03d", prefix, n) }
 
+// Model is the hardware model every simulated device reports.
+const Model = "esp32-s3"
+
+// siteOf spreads devices over a few sites, so dashboards have groups to show.
+func siteOf(n int) string { return [...]string{"building-a", "building-b", "warehouse-1"}[(n-1)%3] }
+
+// Member is one device of the simulated fleet.
+type Member struct {
+	ID   string
+	Site string // the "site" tag of its readings
+}
+
+// Fleet returns the devices Run simulates for cfg, so a caller can
+// register them before they send anything.
+func Fleet(cfg Config) []Member {
+	cfg = cfg.withDefaults()
+	out := make([]Member, cfg.Devices)
+	for i := range out {
+		out[i] = Member{ID: deviceID(cfg.Prefix, i+1), Site: siteOf(i + 1)}
+	}
+	return out
+}
+
 // Run simulates the fleet until ctx ends, then has every device publish
 // offline and disconnect, and returns nil. Devices that cannot reach the
 // broker keep retrying; that is logged, not returned.

@@ -1,0 +1,80 @@
+package registry_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
+	"github.com/sensorcast/sensorcast/services/internal/natstest"
+	"github.com/sensorcast/sensorcast/services/registry"
+)
+
+func TestAChangeMadeThroughTheAPIIsAnnouncedOnNATS(t *testing.T) {
+	ns := natstest.Start(t)
+	sub, err := natstest.Connect(t, ns).SubscribeSync(registryv1.ChangesSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := registry.Config{GRPCAddr: "127.0.0.1:0", JWTSecret: "0123456789abcdef", PollInterval: 50 * time.Millisecond}
+	svc, err := registry.New(t.Context(), cfg, registry.Deps{NATS: natstest.Connect(t, ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ln, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx, ln) }()
+	if err := svc.Ready(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	token, err := registry.MintToken(cfg.JWTSecret, "admin", registry.AdminRole, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	callCtx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
+	_, err = registryv1.NewDeviceRegistryClient(conn).CreateDevice(callCtx,
+		&registryv1.CreateDeviceRequest{Device: &registryv1.Device{Id: "d1", Enabled: true}}, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c registryv1.Change
+	if err := proto.Unmarshal(msg.Data, &c); err != nil || c.GetId() != "d1" || c.GetSequence() != 1 {
+		t.Fatalf("announced %v, %v", &c, err)
+	}
+
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	err := registry.Config{GRPCAddr: ":0", JWTSecret: "short", PollInterval: time.Hour}.Validate()
+	for _, want := range []string{"SENSORCAST_JWT_SECRET", "SENSORCAST_POLL_INTERVAL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want it to name %s", err, want)
+		}
+	}
+}
