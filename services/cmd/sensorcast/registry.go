@@ -13,11 +13,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 	"github.com/sensorcast/sensorcast/services/internal/simulator"
 	"github.com/sensorcast/sensorcast/services/registry"
@@ -73,18 +72,17 @@ func runRegistry(ctx context.Context, args []string, getenv func(string) string,
 // simulatedGroup is the group `sensorcast run` puts the simulated devices in.
 const simulatedGroup = "simulated"
 
-// registerSimulated registers the simulator's devices through the
-// registry's API at addr, as an operator would: the group "simulated", then
-// every device, enabled, in that group, labelled with its site. It waits
-// for the registry to be ready.
-func registerSimulated(ctx context.Context, addr, token string, sim simulator.Config) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// demoDevice is registered by `run` for the README's first mosquitto_pub.
+const demoDevice = "my-esp32"
+
+// registerDemoFleet registers, through the API, the simulated devices (in
+// group simulatedGroup) and demoDevice: ingest admits only known devices.
+func registerDemoFleet(ctx context.Context, addr, token string, sim simulator.Config) error {
+	conn, client, err := devicecache.Dial(devicecache.Config{URL: addr, Token: token})
 	if err != nil {
-		return fmt.Errorf("register the simulated devices: %w", err)
+		return fmt.Errorf("register the demo devices: %w", err)
 	}
 	defer conn.Close()
-	client := registryv1.NewDeviceRegistryClient(conn)
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 
 	_, err = client.CreateGroup(ctx, &registryv1.CreateGroupRequest{Group: &registryv1.Group{
 		Id:          simulatedGroup,
@@ -92,7 +90,7 @@ func registerSimulated(ctx context.Context, addr, token string, sim simulator.Co
 		Description: "The devices of sensorcast run's simulator.",
 	}}, grpc.WaitForReady(true))
 	if err != nil && status.Code(err) != codes.AlreadyExists {
-		return fmt.Errorf("register the simulated devices: create group %q: %w", simulatedGroup, err)
+		return fmt.Errorf("register the demo devices: create group %q: %w", simulatedGroup, err)
 	}
 	var devices []*registryv1.Device
 	for _, m := range simulator.Fleet(sim) {
@@ -105,14 +103,13 @@ func registerSimulated(ctx context.Context, addr, token string, sim simulator.Co
 			Enabled:     true,
 		})
 	}
-	if len(devices) == 0 {
-		return nil
-	}
+	// The demo device goes last: `run` waits for it to reach the cache.
+	devices = append(devices, &registryv1.Device{Id: demoDevice, DisplayName: "Your first device", Enabled: true})
 	if _, err := client.BatchUpsertDevices(ctx, &registryv1.BatchUpsertDevicesRequest{Devices: devices}); err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return ctx.Err()
 		}
-		return fmt.Errorf("register the simulated devices: %w", err)
+		return fmt.Errorf("register the demo devices: %w", err)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge"
 	"github.com/sensorcast/sensorcast/services/ingest"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 	"github.com/sensorcast/sensorcast/services/internal/simulator"
@@ -101,20 +102,6 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	defer registryNC.Close()
 
 	reg := newRegistry()
-	var ingestCfg ingest.Config
-	ingestFlags := newFlagSet("ingest", stderr)
-	ingestCfg.RegisterFlags(ingestFlags)
-	ingestCfg.MQTTURL = "mqtt://" + mqttAddr
-	ingestCfg.MQTTClientID = "sensorcast-ingest-standalone"
-	ingestSvc, err := ingest.New(ingestCfg, ingestNC, logger.With("component", "ingest"), reg)
-	if err != nil {
-		return err
-	}
-	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Logger: logger.With("component", "edge"), Registry: reg})
-	if err != nil {
-		return err
-	}
-
 	regCfg, err := standaloneRegistryConfig(grpcAddr, edgeCfg.JWTSecret)
 	if err != nil {
 		return err
@@ -125,6 +112,27 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	}
 	defer registrySvc.Close()
 	adminToken, err := registry.MintToken(regCfg.JWTSecret, "admin", registry.AdminRole, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	// ingest and edge follow the registry over its real gRPC listener, as
+	// they would in a cluster: one cache serves both.
+	cache, closeCache, err := openDeviceCache(devicecache.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+
+	var ingestCfg ingest.Config
+	ingestFlags := newFlagSet("ingest", stderr)
+	ingestCfg.RegisterFlags(ingestFlags)
+	ingestCfg.MQTTURL = "mqtt://" + mqttAddr
+	ingestCfg.MQTTClientID = "sensorcast-ingest-standalone"
+	ingestSvc, err := ingest.New(ingestCfg, ingestNC, logger.With("component", "ingest"), reg, ingest.WithDevices(cache))
+	if err != nil {
+		return err
+	}
+	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Catalog: cache, Logger: logger.With("component", "edge"), Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -140,17 +148,24 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	g.Go(func() error { return edgeSvc.Run(gctx, httpLn) })
 	g.Go(func() error { return ingestSvc.Run(gctx) })
 	g.Go(func() error { return registrySvc.Run(gctx, grpcLn) })
-	if sim.Devices > 0 {
-		sim.BrokerURL = "mqtt://" + mqttAddr
-		sim.Prefix = "sim-"
-		g.Go(func() error {
-			// Register the fleet first: ingest admits only known devices.
-			if err := registerSimulated(gctx, grpcLn.Addr().String(), adminToken, sim); err != nil {
-				return err
-			}
-			return simulator.Run(gctx, sim, logger.With("component", "simulator"))
-		})
-	}
+	g.Go(func() error { return cache.Run(gctx) })
+	sim.BrokerURL = "mqtt://" + mqttAddr
+	sim.Prefix = "sim-"
+	g.Go(func() error {
+		// Register the devices first: ingest admits only known devices.
+		if err := registerDemoFleet(gctx, grpcLn.Addr().String(), adminToken, sim); err != nil {
+			return err
+		}
+		// Start the devices once the cache has seen them, so their first
+		// readings are not refused as unknown.
+		for _, ok := cache.Lookup(demoDevice); !ok && gctx.Err() == nil; _, ok = cache.Lookup(demoDevice) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if sim.Devices == 0 {
+			return nil
+		}
+		return simulator.Run(gctx, sim, logger.With("component", "simulator"))
+	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
