@@ -121,3 +121,22 @@ func environ(settings Settings) []string {
 	}
 	return env
 }
+
+// Registry is a running `sensorcast registry`.
+type Registry struct {
+	*Process
+	GRPCAddr string // host:port of its gRPC API
+	AdminURL string // http://host:port, serving /healthz, /readyz and /metrics
+}
+
+// StartRegistry runs `sensorcast registry` with settings (GRPC_ADDR and
+// ADMIN_ADDR are chosen here) and waits until its /readyz answers 200.
+func (s Sensorcast) StartRegistry(t testing.TB, name string, settings Settings) *Registry {
+	t.Helper()
+	grpcAddr, admin := FreeAddr(t), FreeAddr(t)
+	settings = withDefaults(settings, Settings{"GRPC_ADDR": grpcAddr, "ADMIN_ADDR": admin})
+	p := StartProcess(t, name, environ(settings), s.Path, "registry")
+	r := &Registry{Process: p, GRPCAddr: grpcAddr, AdminURL: "http://" + admin}
+	p.WaitReady(t, startTimeout, func() error { return wantStatus(r.AdminURL+"/readyz", http.StatusOK) })
+	return r
+}

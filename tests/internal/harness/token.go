@@ -35,3 +35,14 @@ func Token(t testing.TB, secret, sub string, ttl time.Duration, rooms ...string)
 	}
 	return signed
 }
+
+// AdminToken signs an HS256 token with the registry's admin role.
+func AdminToken(t testing.TB, secret string) string {
+	t.Helper()
+	c := jwt.MapClaims{"sub": "e2e-admin", "role": "admin", "exp": time.Now().Add(time.Hour).Unix()}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatalf("sign token: %v", err)
+	}
+	return signed
+}
