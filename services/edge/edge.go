@@ -201,9 +201,10 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 func (s *Service) drain(srv *http.Server) {
 	// Not ready at once, but keep answering: probes and load balancers must
 	// see the 503 while connections move away. New upgrades get 503 too.
-	s.draining.Store(true)
-
+	// Under mu, so that no session registers (and joins wg) after the
+	// snapshot below: serveWS checks draining under mu too.
 	s.mu.Lock()
+	s.draining.Store(true)
 	open := make([]*session.Session, 0, len(s.sessions))
 	for sess := range s.sessions {
 		open = append(open, sess)
@@ -269,13 +270,16 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	})
 	s.mu.Lock()
 	if s.draining.Load() {
+		// The drain began during the upgrade: send this client elsewhere.
 		s.mu.Unlock()
-		sess.Close(session.CloseServiceRestart, "server draining, reconnect", "drain")
-	} else {
-		s.sessions[sess] = struct{}{}
-		s.mu.Unlock()
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(session.CloseServiceRestart, "server draining, reconnect"), time.Now().Add(time.Second))
+		_ = conn.Close()
+		return
 	}
+	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	// A fresh goroutine (rather than this handler's, whose stack grew while
 	// parsing HTTP) keeps each idle connection's footprint small.
 	go func() {
