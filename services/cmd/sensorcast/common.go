@@ -18,6 +18,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 )
 
 // common holds the settings every service command shares.
@@ -84,11 +85,11 @@ func setupService(ctx context.Context, name string, args []string, getenv func(s
 
 // openDeviceCache connects to the registry when cfg names one; the cache is
 // nil (and close a no-op) when it does not. The caller runs the cache.
-func openDeviceCache(cfg devicecache.Config, logger *slog.Logger) (cache *devicecache.Cache, close func(), err error) {
+func openDeviceCache(cfg registryclient.Config, logger *slog.Logger) (cache *devicecache.Cache, close func(), err error) {
 	if cfg.URL == "" {
 		return nil, func() {}, nil
 	}
-	conn, client, err := devicecache.Dial(cfg)
+	conn, client, err := registryclient.Dial(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -13,14 +13,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorcast/sensorcast/services/edge"
-	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 )
 
 func runEdge(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var (
 		cfg      edge.Config
-		registry devicecache.Config
+		registry registryclient.Config
 	)
 	c, logger, err := setupService(ctx, "edge", args, getenv, stderr, func(fs *flag.FlagSet) {
 		cfg.RegisterFlags(fs)

@@ -13,14 +13,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorcast/sensorcast/services/ingest"
-	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 )
 
 func runIngest(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var (
 		cfg       ingest.Config
-		registry  devicecache.Config
+		registry  registryclient.Config
 		adminAddr string
 	)
 	c, logger, err := setupService(ctx, "ingest", args, getenv, stderr, func(fs *flag.FlagSet) {

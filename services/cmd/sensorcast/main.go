@@ -5,6 +5,8 @@
 //	sensorcast ingest   MQTT -> NATS ingest replica
 //	sensorcast edge     WebSocket edge pod
 //	sensorcast registry device registry (gRPC API)
+//	sensorcast devices  manage devices through the registry's API (operator CLI)
+//	sensorcast groups   manage device groups through the registry's API
 //	sensorcast token    mint a development dashboard token
 //	sensorcast version  print the version
 package main
@@ -31,8 +33,18 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "sensorcast:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a command called the wrong way (the usage text has
+// been printed), 1 for any other failure.
+func exitCode(err error) int {
+	var usageErr *usageError
+	if errors.As(err, &usageErr) {
+		return 2
+	}
+	return 1
 }
 
 const usage = `Usage: sensorcast <command> [flags]
@@ -44,6 +56,10 @@ Commands:
   ingest    MQTT -> NATS ingest replica
   edge      WebSocket edge pod
   registry  device registry: gRPC API for devices, groups and alert rules
+  devices   manage devices through the registry: create, get, list, update,
+            delete, import --csv, set-secret
+  groups    manage device groups through the registry: create, get, list,
+            delete, members
   token     mint an HS256 dashboard token (--role admin: a registry token)
   version   print the version
 
@@ -54,7 +70,7 @@ run 'sensorcast <command> -h' for a command's flags.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return &usageError{errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -66,6 +82,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runEdge(ctx, rest, getenv, stderr)
 	case "registry":
 		return runRegistry(ctx, rest, getenv, stderr)
+	case "devices":
+		return runDevices(ctx, rest, cliIO{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr})
+	case "groups":
+		return runGroups(ctx, rest, cliIO{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr})
 	case "token":
 		return runToken(rest, getenv, stdout, stderr)
 	case "version", "--version":
@@ -76,6 +96,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		return &usageError{fmt.Errorf("unknown command %q", cmd)}
 	}
 }

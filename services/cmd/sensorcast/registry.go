@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
-	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 	"github.com/sensorcast/sensorcast/services/internal/simulator"
 	"github.com/sensorcast/sensorcast/services/registry"
 )
@@ -78,7 +78,7 @@ const demoDevice = "my-esp32"
 // registerDemoFleet registers, through the API, the simulated devices (in
 // group simulatedGroup) and demoDevice: ingest admits only known devices.
 func registerDemoFleet(ctx context.Context, addr, token string, sim simulator.Config) error {
-	conn, client, err := devicecache.Dial(devicecache.Config{URL: addr, Token: token})
+	conn, client, err := registryclient.Dial(registryclient.Config{URL: addr, Token: token})
 	if err != nil {
 		return fmt.Errorf("register the demo devices: %w", err)
 	}

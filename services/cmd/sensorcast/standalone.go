@@ -20,9 +20,9 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge"
 	"github.com/sensorcast/sensorcast/services/ingest"
-	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 	"github.com/sensorcast/sensorcast/services/internal/simulator"
 	"github.com/sensorcast/sensorcast/services/registry"
 )
@@ -117,7 +117,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	}
 	// ingest and edge follow the registry over its real gRPC listener, as
 	// they would in a cluster: one cache serves both.
-	cache, closeCache, err := openDeviceCache(devicecache.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger)
+	cache, closeCache, err := openDeviceCache(registryclient.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,8 @@
-package devicecache
+// Package registryclient connects to the device registry's gRPC API
+// (registryv1.DeviceRegistry) with a bearer token: the services that follow
+// the registry (ingest, edge) and the operator CLI (sensorcast devices,
+// sensorcast groups) all dial it here.
+package registryclient
 
 import (
 	"context"
