@@ -22,11 +22,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sensorcast/sensorcast/services/edge/internal/auth"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/liveview"
 	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
 	"github.com/sensorcast/sensorcast/services/edge/internal/session"
+	"github.com/sensorcast/sensorcast/services/internal/auth"
 )
 
 // WSPath is the dashboard WebSocket endpoint of the contract.

@@ -10,9 +10,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/sensorcast/sensorcast/services/edge/internal/auth"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+	"github.com/sensorcast/sensorcast/services/internal/auth"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 )
 

@@ -37,8 +37,16 @@ type Verifier struct {
 	parser     *jwt.Parser
 }
 
-// ErrUnauthorized wraps every reason a token is refused.
+// ErrUnauthorized is what every refusal of a token matches (errors.Is).
 var ErrUnauthorized = errors.New("unauthorized")
+
+// RefusedError says why a token was refused, in words fit for a client.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string        { return "unauthorized: " + e.Reason }
+func (e *RefusedError) Is(target error) bool { return target == ErrUnauthorized }
+
+func refused(reason string) error { return &RefusedError{Reason: reason} }
 
 // NewVerifier loads the configured keys. With a JWKS URL it fetches the set
 // once now, so a wrong URL fails the start-up instead of every connection.
@@ -87,25 +95,26 @@ func (v *Verifier) Run(ctx context.Context) {
 
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Rooms    []string `json:"rooms"`
-	Commands []string `json:"commands"`
+	Rooms    []string `json:"rooms,omitempty"`
+	Commands []string `json:"commands,omitempty"`
+	Role     string   `json:"role,omitempty"`
 }
 
-// Verify checks a token and returns its claims. Errors wrap ErrUnauthorized
-// and say why in words fit for the 401 body.
+// Verify checks a token and returns its claims. Errors are *RefusedError
+// (matching ErrUnauthorized) and say why in words fit for the 401 body.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if token == "" {
-		return nil, fmt.Errorf("%w: missing token", ErrUnauthorized)
+		return nil, refused("missing token")
 	}
 	var tc tokenClaims
 	_, err := v.parser.ParseWithClaims(token, &tc, v.keyFor)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnauthorized, reason(err))
+		return nil, refused(reason(err))
 	}
 	if tc.Subject == "" {
-		return nil, fmt.Errorf("%w: token has no sub claim", ErrUnauthorized)
+		return nil, refused("token has no sub claim")
 	}
-	return &Claims{Subject: tc.Subject, ExpiresAt: tc.ExpiresAt.Time, Rooms: tc.Rooms, Commands: tc.Commands}, nil
+	return &Claims{Subject: tc.Subject, ExpiresAt: tc.ExpiresAt.Time, Rooms: tc.Rooms, Commands: tc.Commands, Role: tc.Role}, nil
 }
 
 func reason(err error) string {

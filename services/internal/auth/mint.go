@@ -7,20 +7,22 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// MintHS256 signs a dashboard token with a shared secret; `sensorcast token`
-// and `sensorcast run` use it to hand out development tokens.
-func MintHS256(secret []byte, subject string, rooms, commands []string, ttl time.Duration, now time.Time) (string, error) {
-	if subject == "" {
+// MintHS256 signs a token for c (its ExpiresAt is ignored: the token is
+// valid for ttl from now) with a shared secret; `sensorcast token`,
+// `sensorcast run` and the CLI use it.
+func MintHS256(secret []byte, c Claims, ttl time.Duration, now time.Time) (string, error) {
+	if c.Subject == "" {
 		return "", fmt.Errorf("mint token: subject is required")
 	}
 	claims := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   subject,
+			Subject:   c.Subject,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
-		Rooms:    rooms,
-		Commands: commands,
+		Rooms:    c.Rooms,
+		Commands: c.Commands,
+		Role:     c.Role,
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 	if err != nil {

@@ -1,5 +1,6 @@
-// Package auth verifies the JWTs dashboards connect with and answers what
-// they grant: which rooms a user may join and which devices it may command.
+// Package auth verifies the JWTs that dashboards connect to the edge with
+// and that callers of the registry's API send, and answers what they grant:
+// which rooms a user may join, which devices it may command, and its role.
 package auth
 
 import (
@@ -15,6 +16,8 @@ type Claims struct {
 	// prefix ending in "*" ("device:*", "group:site-a-*", "*").
 	Rooms    []string
 	Commands []string
+	// Role is the caller's role for APIs (the registry needs "admin").
+	Role string
 }
 
 // MayJoin reports whether the token grants watching room.

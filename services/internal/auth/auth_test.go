@@ -63,11 +63,11 @@ func TestHS256Tokens(t *testing.T) {
 		t.Errorf("claims = %+v", claims)
 	}
 
-	minted, err := MintHS256([]byte(secret), "bob", []string{"global"}, nil, time.Minute, time.Now())
+	minted, err := MintHS256([]byte(secret), Claims{Subject: "bob", Rooms: []string{"global"}, Role: "admin"}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, err := v.Verify(minted); err != nil || c.Subject != "bob" {
+	if c, err := v.Verify(minted); err != nil || c.Subject != "bob" || c.Role != "admin" || !c.MayJoin("global") {
 		t.Errorf("minted token: %+v, %v", c, err)
 	}
 
