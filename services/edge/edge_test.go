@@ -563,3 +563,30 @@ func TestRoomsOfUnknownDevicesAndGroupsAreRejected(t *testing.T) {
 		t.Errorf("rejected %+v", got.Rejected)
 	}
 }
+
+func TestHealthAndTheConnectionCountAreExposed(t *testing.T) {
+	e := startEdge(t, nil)
+	base := strings.Replace(strings.TrimSuffix(e.url, WSPath), "ws://", "http://", 1)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d", code)
+	}
+	c := e.dial(t, token(t, "u", "global"))
+	c.subscribe("global")
+	if _, body := get("/metrics"); !strings.Contains(body, "\nsensorcast_edge_connections 1\n") || !strings.Contains(body, "\nsensorcast_edge_rooms 1\n") {
+		t.Errorf("/metrics lacks the connection and room gauges:\n%s", body)
+	}
+}
