@@ -226,6 +226,17 @@ func (c *cliCommand) connect() (client registryv1.DeviceRegistryClient, close fu
 }
 
 // call bounds one registry call by --timeout.
+// dial connects to the registry for a command that makes one call, and
+// bounds that call by --timeout; done releases both.
+func (c *cliCommand) dial(ctx context.Context) (client registryv1.DeviceRegistryClient, callCtx context.Context, done func(), err error) {
+	client, closeConn, err := c.connect()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	callCtx, cancel := c.call(ctx)
+	return client, callCtx, func() { cancel(); closeConn() }, nil
+}
+
 func (c *cliCommand) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.timeout)
 }

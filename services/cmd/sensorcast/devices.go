@@ -48,13 +48,11 @@ func devicesCreate(ctx context.Context, cmd *cliCommand, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.CreateDevice(callCtx, &registryv1.CreateDeviceRequest{Device: &registryv1.Device{
 		Id:          pos[0],
 		DisplayName: name,
@@ -75,13 +73,11 @@ func devicesGet(ctx context.Context, cmd *cliCommand, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.GetDevice(callCtx, &registryv1.GetDeviceRequest{Id: pos[0]})
 	if err != nil {
 		return cmd.failed(err)
@@ -169,13 +165,11 @@ func devicesUpdate(ctx context.Context, cmd *cliCommand, args []string) error {
 		return cmd.usageErrorf("nothing to update: give at least one of --name, --type, --group, --label, --attr, --enable, --disable")
 	}
 	d.Id, d.Groups, d.Labels, d.Attributes, d.Enabled = pos[0], groups, labels, attributes, enable
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.UpdateDevice(callCtx, &registryv1.UpdateDeviceRequest{
 		Device:     &d,
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
@@ -192,13 +186,11 @@ func devicesDelete(ctx context.Context, cmd *cliCommand, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.DeleteDevice(callCtx, &registryv1.DeleteDeviceRequest{Id: pos[0]})
 	if err != nil {
 		return cmd.failed(err)
@@ -237,13 +229,11 @@ func devicesSetSecret(ctx context.Context, cmd *cliCommand, args []string) error
 			return cmd.usageErrorf("no secret on stdin: pipe one in, or use --generate (or --remove to remove the secret)")
 		}
 	}
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.SetDeviceSecret(callCtx, &registryv1.SetDeviceSecretRequest{DeviceId: pos[0], Secret: secret})
 	if err != nil {
 		return cmd.failed(err)

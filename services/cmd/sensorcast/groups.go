@@ -38,13 +38,11 @@ func groupsCreate(ctx context.Context, cmd *cliCommand, args []string) error {
 		return err
 	}
 	g.Id, g.Labels = pos[0], labels
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.CreateGroup(callCtx, &registryv1.CreateGroupRequest{Group: &g})
 	if err != nil {
 		return cmd.failed(err)
@@ -57,13 +55,11 @@ func groupsGet(ctx context.Context, cmd *cliCommand, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.GetGroup(callCtx, &registryv1.GetGroupRequest{Id: pos[0]})
 	if err != nil {
 		return cmd.failed(err)
@@ -108,13 +104,11 @@ func groupsDelete(ctx context.Context, cmd *cliCommand, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeConn, err := cmd.connect()
+	client, callCtx, done, err := cmd.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	callCtx, cancel := cmd.call(ctx)
-	defer cancel()
+	defer done()
 	resp, err := client.DeleteGroup(callCtx, &registryv1.DeleteGroupRequest{Id: pos[0], Force: force})
 	if err != nil {
 		if status.Code(err) == codes.FailedPrecondition && !force {
