@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,7 @@ import (
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
+	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
 )
 
@@ -32,6 +34,7 @@ const testSecret = "edge-test-secret-0123456789"
 
 // testEdge is one edge pod served on a loopback port, fed by an embedded NATS.
 type testEdge struct {
+	ns     *server.Server
 	url    string
 	pub    *nats.Conn
 	subs   []*nats.Conn
@@ -51,11 +54,20 @@ func startEdge(t *testing.T, mutate func(*Config), depOpts ...func(*Deps)) *test
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	e := &testEdge{pub: natstest.Connect(t, ns), done: make(chan error, 1)}
-	for range cfg.NATSConns {
-		e.subs = append(e.subs, natstest.Connect(t, ns))
-	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The services' own connection settings: reconnect forever, quickly.
+	connect := func() *nats.Conn {
+		nc, err := natsconn.Connect(t.Context(), ns.ClientURL(), "edge-test", logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	e := &testEdge{ns: ns, pub: connect(), done: make(chan error, 1)}
+	for range cfg.NATSConns {
+		e.subs = append(e.subs, connect())
+	}
 	deps := Deps{NATS: e.subs, Logger: logger, Registry: prometheus.NewRegistry()}
 	for _, opt := range depOpts {
 		opt(&deps)
@@ -588,5 +600,52 @@ func TestHealthAndTheConnectionCountAreExposed(t *testing.T) {
 	c.subscribe("global")
 	if _, body := get("/metrics"); !strings.Contains(body, "\nsensorcast_edge_connections 1\n") || !strings.Contains(body, "\nsensorcast_edge_rooms 1\n") {
 		t.Errorf("/metrics lacks the connection and room gauges:\n%s", body)
+	}
+}
+
+func TestRoomsComeBackByThemselvesAfterANATSRestart(t *testing.T) {
+	e := startEdge(t, nil)
+	base := strings.Replace(strings.TrimSuffix(e.url, WSPath), "ws://", "http://", 1)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	ready := func() int {
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	c := e.dial(t, token(t, "u", "global"))
+	c.subscribe("global")
+	e.publish(t, "global", "d1", 1)
+	c.next()
+
+	port := e.ns.Addr().(*net.TCPAddr).Port
+	e.ns.Shutdown()
+	eventually(t, func() bool { return ready() == http.StatusServiceUnavailable }, "not ready while NATS is down")
+	natstest.StartOnPort(t, port)
+	eventually(t, func() bool { return ready() == http.StatusOK }, "ready again once NATS is back")
+
+	// The pod's room subscription is restored without the client doing
+	// anything: readings published from now on reach it. (Publish until one
+	// arrives; a short read deadline would break a gorilla connection.)
+	stop := make(chan struct{})
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := 2; ; i++ {
+			e.publish(t, "global", "d1", float64(i))
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	m, err := c.read(10 * time.Second)
+	close(stop)
+	<-published
+	if err != nil || m.Type != "telemetry" {
+		t.Fatalf("after NATS came back: %v %v, want a reading", m.Type, err)
 	}
 }
