@@ -52,6 +52,10 @@ func Connect(ctx context.Context, url, name string, logger *slog.Logger, extra .
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	logger.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+	server := nc.ConnectedUrlRedacted()
+	if url == "" {
+		server = "in-process" // nats.InProcessServer: no URL to show
+	}
+	logger.Info("nats connected", "name", name, "server", server)
 	return nc, nil
 }
