@@ -15,7 +15,10 @@ import (
 type staticDevices map[string]devicecache.Device
 
 func (s staticDevices) Lookup(id string) (devicecache.Device, bool) { d, ok := s[id]; return d, ok }
-func (staticDevices) Ready() bool                                   { return true }
+func (staticDevices) Loaded() <-chan struct{}                       { return loaded }
+
+// loaded is a closed channel: the static devices are known from the start.
+var loaded = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func TestAdmissionPublishesToGroupRoomsAndDropsUnknownAndDisabledDevices(t *testing.T) {
 	checkGoroutineLeaks(t)

@@ -65,12 +65,10 @@ func (s *Service) admit(ctx context.Context, deviceID string) ([]string, error) 
 	if s.devices == nil {
 		return nil, nil
 	}
-	for !s.devices.Ready() {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	select {
+	case <-s.devices.Loaded():
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	d, ok := s.devices.Lookup(deviceID)
 	switch {

@@ -50,7 +50,8 @@ const (
 // devicecache.Cache implements it from the registry.
 type Devices interface {
 	Lookup(id string) (devicecache.Device, bool)
-	Ready() bool
+	// Loaded is closed once the devices are known.
+	Loaded() <-chan struct{}
 }
 
 // Option configures a Service.
@@ -168,8 +169,12 @@ func (s *Service) Ready() error {
 	if !s.nc.IsConnected() {
 		return errors.New("nats not connected")
 	}
-	if s.devices != nil && !s.devices.Ready() {
-		return errors.New("device registry not loaded yet")
+	if s.devices != nil {
+		select {
+		case <-s.devices.Loaded():
+		default:
+			return errors.New("device registry not loaded yet")
+		}
 	}
 	return nil
 }

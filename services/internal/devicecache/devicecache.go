@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,13 +54,15 @@ type Cache struct {
 	groups  map[string]int64 // id -> version
 
 	// seq is the last change sequence applied; only Run touches it.
-	seq   int64
-	ready atomic.Bool
+	seq int64
+	// loaded is closed once the first full load has been applied.
+	loaded   chan struct{}
+	loadOnce sync.Once
 }
 
 // New returns an empty cache; Run fills it and keeps it fresh.
 func New(client Client, logger *slog.Logger) *Cache {
-	return &Cache{client: client, logger: logger, devices: map[string]Device{}, groups: map[string]int64{}}
+	return &Cache{client: client, logger: logger, devices: map[string]Device{}, groups: map[string]int64{}, loaded: make(chan struct{})}
 }
 
 // Lookup returns a device, if it exists.
@@ -80,8 +81,18 @@ func (c *Cache) GroupExists(id string) bool {
 	return ok
 }
 
-// Ready reports whether the cache has loaded the registry once and follows it.
-func (c *Cache) Ready() bool { return c.ready.Load() }
+// Loaded is closed once the cache has loaded the registry; it then follows it.
+func (c *Cache) Loaded() <-chan struct{} { return c.loaded }
+
+// Ready reports whether the cache has loaded the registry once.
+func (c *Cache) Ready() bool {
+	select {
+	case <-c.loaded:
+		return true
+	default:
+		return false
+	}
+}
 
 // Run keeps the cache in sync until ctx ends, reconnecting with backoff.
 func (c *Cache) Run(ctx context.Context) error {
@@ -129,7 +140,7 @@ func (c *Cache) follow(ctx context.Context) error {
 		c.logger.Info("device cache loaded", "devices", c.deviceCount(), "sequence", first.GetSequence())
 	}
 	c.apply(first)
-	c.ready.Store(true)
+	c.loadOnce.Do(func() { close(c.loaded) })
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
