@@ -30,8 +30,8 @@ func TestAdmissionPublishesToGroupRoomsAndDropsUnknownAndDisabledDevices(t *test
 	}
 	in := startIngest(t, ns.ClientURL(), mqttURL, "ingest-admission", ingest.WithDevices(devices))
 	global := subscribe(t, in.nc, globalSubject)
-	groupA := subscribe(t, in.nc, "sensorcast.room.group.building-a")
-	floor := subscribe(t, in.nc, "sensorcast.room.group.floor-2")
+	groupA := subscribe(t, in.nc, "sensorcast.live.group.building-a.telemetry")
+	floor := subscribe(t, in.nc, "sensorcast.live.group.floor-2.telemetry")
 
 	for _, id := range []string{"stranger", "disabled", "known"} {
 		dev, _ := device(t, mqttURL, id, nil)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
 // Config is everything the ingest service needs besides its NATS
@@ -36,6 +37,10 @@ type Config struct {
 	// session for this long; brokers differ in whether they hand a shared
 	// subscription's messages to a connected member instead.
 	MQTTSessionExpiry time.Duration
+	// Retention is how much of each room the room stream keeps and how it
+	// is stored. Ingest owns the stream: it creates it, or updates it to
+	// this, at start.
+	Retention roomstream.Retention
 }
 
 // RegisterFlags adds the ingest settings to fs, with defaults that work
@@ -49,6 +54,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MQTTShareGroup, "mqtt-share-group", "sensorcast-ingest", "MQTT shared-subscription group of all ingest instances")
 	fs.DurationVar(&c.MQTTKeepAlive, "mqtt-keepalive", 30*time.Second, "MQTT keepalive")
 	fs.DurationVar(&c.MQTTSessionExpiry, "mqtt-session-expiry", time.Hour, "how long the broker keeps the MQTT session of a disconnected instance")
+	d := roomstream.DefaultRetention
+	fs.DurationVar(&c.Retention.MaxAge, "retention-max-age", d.MaxAge, "how long the room stream keeps a message, for clients that resume")
+	fs.Int64Var(&c.Retention.MaxPerRoom, "retention-max-per-room", d.MaxPerRoom, "messages the room stream keeps per room and message kind")
+	fs.Int64Var(&c.Retention.MaxBytes, "retention-max-bytes", d.MaxBytes, "bytes the whole room stream may hold, oldest dropped first (-1: no limit)")
+	fs.IntVar(&c.Retention.Replicas, "stream-replicas", d.Replicas, "copies of the room stream in a NATS cluster (1 to 5)")
+	fs.BoolVar(&c.Retention.Memory, "stream-memory", d.Memory, "keep the room stream in memory instead of files: faster, but lost when NATS restarts")
 }
 
 func defaultClientID() string {
@@ -75,6 +86,26 @@ func (c Config) Validate() error {
 	}
 	if c.MQTTSessionExpiry < 0 || c.MQTTSessionExpiry > (1<<32-1)*time.Second {
 		return settingError("mqtt-session-expiry", "must be from 0s to 4294967295s")
+	}
+	return c.validateRetention()
+}
+
+// maxReplicas is JetStream's largest replication factor.
+const maxReplicas = 5
+
+func (c Config) validateRetention() error {
+	r := c.Retention
+	if r.MaxAge < time.Second {
+		return settingError("retention-max-age", "must be at least 1s")
+	}
+	if r.MaxPerRoom < 1 {
+		return settingError("retention-max-per-room", "must be at least 1")
+	}
+	if r.MaxBytes != -1 && r.MaxBytes < 1 {
+		return settingError("retention-max-bytes", "must be positive, or -1 for no limit")
+	}
+	if r.Replicas < 1 || r.Replicas > maxReplicas {
+		return settingError("stream-replicas", fmt.Sprintf("must be from 1 to %d", maxReplicas))
 	}
 	return nil
 }

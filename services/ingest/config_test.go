@@ -9,6 +9,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/ingest"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
 func parseConfig(t *testing.T, args []string, env map[string]string) (ingest.Config, error) {
@@ -32,6 +33,9 @@ func TestConfigDefaultsWorkLocally(t *testing.T) {
 	if cfg.MQTTURL != "mqtt://127.0.0.1:1883" || cfg.MQTTShareGroup != "sensorcast-ingest" || cfg.MQTTKeepAlive != 30*time.Second {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
+	if cfg.Retention != roomstream.DefaultRetention {
+		t.Errorf("retention defaults to %+v, want %+v", cfg.Retention, roomstream.DefaultRetention)
+	}
 	if !strings.HasPrefix(cfg.MQTTClientID, "sensorcast-ingest") {
 		t.Errorf("default client id %q does not start with sensorcast-ingest", cfg.MQTTClientID)
 	}
@@ -52,6 +56,7 @@ func TestConfigComesFromEnvironmentAndFlags(t *testing.T) {
 	want := ingest.Config{
 		MQTTURL: "mqtt://a:1883, tls://b:8883", MQTTClientID: "ingest-0", MQTTUsername: "user", MQTTPassword: "secret",
 		MQTTShareGroup: "from-flag", MQTTKeepAlive: 10 * time.Second, MQTTSessionExpiry: time.Hour,
+		Retention: roomstream.DefaultRetention,
 	}
 	if cfg != want {
 		t.Errorf("config = %+v\nwant     %+v", cfg, want)
@@ -61,9 +66,29 @@ func TestConfigComesFromEnvironmentAndFlags(t *testing.T) {
 	}
 }
 
+func TestConfigRetentionComesFromEnvironmentAndFlags(t *testing.T) {
+	cfg, err := parseConfig(t, []string{"--retention-max-age=2h", "--stream-memory"}, map[string]string{
+		"SENSORCAST_RETENTION_MAX_AGE":      "3h",
+		"SENSORCAST_RETENTION_MAX_PER_ROOM": "500",
+		"SENSORCAST_RETENTION_MAX_BYTES":    "1073741824",
+		"SENSORCAST_STREAM_REPLICAS":        "3",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := roomstream.Retention{MaxAge: 2 * time.Hour, MaxPerRoom: 500, MaxBytes: 1 << 30, Replicas: 3, Memory: true}
+	if cfg.Retention != want {
+		t.Errorf("retention = %+v\nwant        %+v", cfg.Retention, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
 func TestConfigValidateNamesTheBadSetting(t *testing.T) {
 	valid := func() ingest.Config {
-		return ingest.Config{MQTTURL: "mqtt://127.0.0.1:1883", MQTTClientID: "x", MQTTShareGroup: "g", MQTTKeepAlive: 30 * time.Second, MQTTSessionExpiry: time.Hour}
+		return ingest.Config{MQTTURL: "mqtt://127.0.0.1:1883", MQTTClientID: "x", MQTTShareGroup: "g", MQTTKeepAlive: 30 * time.Second, MQTTSessionExpiry: time.Hour,
+			Retention: roomstream.DefaultRetention}
 	}
 	tests := []struct {
 		name   string
@@ -79,6 +104,13 @@ func TestConfigValidateNamesTheBadSetting(t *testing.T) {
 		{"a keepalive under a second", func(c *ingest.Config) { c.MQTTKeepAlive = 500 * time.Millisecond }, "SENSORCAST_MQTT_KEEPALIVE"},
 		{"a keepalive in fractions", func(c *ingest.Config) { c.MQTTKeepAlive = 1500 * time.Millisecond }, "SENSORCAST_MQTT_KEEPALIVE"},
 		{"a negative session expiry", func(c *ingest.Config) { c.MQTTSessionExpiry = -time.Second }, "SENSORCAST_MQTT_SESSION_EXPIRY"},
+		{"no retention age", func(c *ingest.Config) { c.Retention.MaxAge = 0 }, "SENSORCAST_RETENTION_MAX_AGE"},
+		{"a retention age under a second", func(c *ingest.Config) { c.Retention.MaxAge = 500 * time.Millisecond }, "SENSORCAST_RETENTION_MAX_AGE"},
+		{"no messages per room", func(c *ingest.Config) { c.Retention.MaxPerRoom = 0 }, "SENSORCAST_RETENTION_MAX_PER_ROOM"},
+		{"a stream of no bytes", func(c *ingest.Config) { c.Retention.MaxBytes = 0 }, "SENSORCAST_RETENTION_MAX_BYTES"},
+		{"a negative byte limit other than -1", func(c *ingest.Config) { c.Retention.MaxBytes = -2 }, "SENSORCAST_RETENTION_MAX_BYTES"},
+		{"no replicas", func(c *ingest.Config) { c.Retention.Replicas = 0 }, "SENSORCAST_STREAM_REPLICAS"},
+		{"more replicas than JetStream allows", func(c *ingest.Config) { c.Retention.Replicas = 6 }, "SENSORCAST_STREAM_REPLICAS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,12 +12,6 @@ import (
 	"github.com/sensorcast/sensorcast/services/internal/room"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-)
-
-// Values of the envelopev1.HeaderKind header: the dashboard message types.
-const (
-	kindTelemetry    = "telemetry"
-	kindDeviceStatus = "device_status"
 )
 
 // deviceMessage is an accepted device message, ready to publish.
@@ -53,22 +48,30 @@ func parse(topic string, payload []byte, now time.Time) (deviceMessage, error) {
 
 // natsMsgs encodes the envelope once and returns one message per room it
 // belongs to (the device's, each of its groups' and global), all sharing
-// those bytes and one header.
-func (m deviceMessage) natsMsgs(header nats.Header, groups []string) ([]*nats.Msg, error) {
+// those bytes. Each has a header of its own, trace context copied from
+// trace, because its de-duplication id names its room: the same envelope
+// is one message per room to JetStream.
+func (m deviceMessage) natsMsgs(trace nats.Header, groups []string) ([]*nats.Msg, error) {
 	data, err := proto.Marshal(m.envelope)
 	if err != nil {
 		return nil, fmt.Errorf("marshal envelope of %s: %w", m.deviceID, err)
 	}
-	kind := kindTelemetry
+	kind := envelopev1.KindTelemetry
 	if m.kind == devicemsg.KindStatus {
-		kind = kindDeviceStatus
+		kind = envelopev1.KindDeviceStatus
 	}
-	header.Set(envelopev1.HeaderKind, kind)
-	msgs := make([]*nats.Msg, 0, 2+len(groups))
-	msgs = append(msgs, &nats.Msg{Subject: envelopev1.RoomSubject(room.Device(m.deviceID)), Header: header, Data: data})
+	rooms := make([]string, 0, 2+len(groups))
+	rooms = append(rooms, room.Device(m.deviceID))
 	for _, g := range groups {
-		msgs = append(msgs, &nats.Msg{Subject: envelopev1.RoomSubject(room.Group(g)), Header: header, Data: data})
+		rooms = append(rooms, room.Group(g))
 	}
-	msgs = append(msgs, &nats.Msg{Subject: envelopev1.RoomSubject(room.Global), Header: header, Data: data})
+	rooms = append(rooms, room.Global)
+	msgs := make([]*nats.Msg, len(rooms))
+	for i, r := range rooms {
+		header := make(nats.Header, len(trace)+1)
+		maps.Copy(header, trace)
+		header.Set(envelopev1.HeaderMsgID, m.envelope.GetId()+":"+r)
+		msgs[i] = &nats.Msg{Subject: envelopev1.RoomSubject(r, kind), Header: header, Data: data}
+	}
 	return msgs, nil
 }

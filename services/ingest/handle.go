@@ -2,10 +2,12 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
+	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
 )
 
@@ -36,9 +38,9 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 		s.ack(pr)
 		return
 	}
-	header := nats.Header{}
-	copyTraceContext(header, p.Properties)
-	msgs, err := msg.natsMsgs(header, groups)
+	trace := nats.Header{}
+	copyTraceContext(trace, p.Properties)
+	msgs, err := msg.natsMsgs(trace, groups)
 	if err != nil {
 		// Validated envelopes always encode; should one not, dropping it
 		// beats stalling every message behind it.
@@ -100,6 +102,12 @@ func (s *Service) reject(deviceID, topic string, err error) {
 func (s *Service) publishFailed(err error) {
 	s.metrics.publishErrors.Inc()
 	s.publishLog.warn("nats publish failed; retrying", "err", err)
+	if errors.Is(err, natspub.ErrNoStream) {
+		select {
+		case s.streamLost <- struct{}{}:
+		default: // already asked
+		}
+	}
 }
 
 // truncate keeps a hostile topic from making log lines huge.

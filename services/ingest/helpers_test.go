@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sensorcast/sensorcast/services/ingest"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
 // waitFor polls cond until it holds or timeout passes; tests poll rather
@@ -87,11 +88,23 @@ type instance struct {
 	reg *prometheus.Registry
 }
 
+// testConfig is a valid configuration for an instance named clientID.
+func testConfig(mqttURL, clientID string) ingest.Config {
+	return ingest.Config{
+		MQTTURL:           mqttURL,
+		MQTTClientID:      clientID,
+		MQTTShareGroup:    "sensorcast-ingest",
+		MQTTKeepAlive:     30 * time.Second,
+		MQTTSessionExpiry: time.Minute,
+		Retention:         roomstream.DefaultRetention,
+	}
+}
+
 // startIngest runs an ingest service against the brokers until the test
 // ends, and waits until it is ready.
 func startIngest(t *testing.T, natsURL, mqttURL, clientID string, opts ...ingest.Option) *instance {
 	t.Helper()
-	in, _ := startIngestStoppable(t, natsURL, mqttURL, clientID, opts...)
+	in, _ := startIngestConfig(t, natsURL, testConfig(mqttURL, clientID), opts...)
 	return in
 }
 
@@ -99,20 +112,21 @@ func startIngest(t *testing.T, natsURL, mqttURL, clientID string, opts ...ingest
 // the service early; it checks that Run returns nil.
 func startIngestStoppable(t *testing.T, natsURL, mqttURL, clientID string, opts ...ingest.Option) (*instance, func()) {
 	t.Helper()
+	return startIngestConfig(t, natsURL, testConfig(mqttURL, clientID), opts...)
+}
+
+// startIngestConfig is startIngestStoppable with the whole configuration.
+// The NATS connection is opened the way the command opens ingest's.
+func startIngestConfig(t *testing.T, natsURL string, cfg ingest.Config, opts ...ingest.Option) (*instance, func()) {
+	t.Helper()
+	clientID := cfg.MQTTClientID
 	logger := testLogger(t).With("instance", clientID)
 	nc, err := natsconn.Connect(t.Context(), natsURL, clientID, logger,
-		nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
+		nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0), nats.ReconnectBufSize(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	cfg := ingest.Config{
-		MQTTURL:           mqttURL,
-		MQTTClientID:      clientID,
-		MQTTShareGroup:    "sensorcast-ingest",
-		MQTTKeepAlive:     30 * time.Second,
-		MQTTSessionExpiry: time.Minute,
-	}
 	reg := prometheus.NewRegistry()
 	svc, err := ingest.New(cfg, nc, logger, reg, opts...)
 	if err != nil {

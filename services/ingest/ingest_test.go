@@ -25,9 +25,11 @@ const (
 	tracestate  = "congo=t61rcWkgMzE"
 )
 
+// Subscribers see room messages once the stream has stored them, on the
+// live subjects it republishes them to, as edges do.
 var (
-	globalSubject = envelopev1.RoomSubject(room.Global)
-	deviceSubject = func(id string) string { return envelopev1.RoomSubject(room.Device(id)) }
+	globalSubject = envelopev1.LiveFilter(room.Global)
+	deviceSubject = func(id string) string { return envelopev1.LiveFilter(room.Device(id)) }
 )
 
 // next returns the next envelope on sub, decoded, with its message.
@@ -91,15 +93,30 @@ func TestTelemetryReachesTheDeviceAndGlobalRooms(t *testing.T) {
 	if got := devEnv.GetTelemetry().GetTimestamp().AsTime(); !got.Equal(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("timestamp = %v, want the device's", got)
 	}
-	for _, m := range []*nats.Msg{devMsg, globalMsg} {
+	for _, c := range []struct {
+		m             *nats.Msg
+		subject, room string
+	}{
+		{devMsg, "sensorcast.live.device.sensor-001.telemetry", "device:sensor-001"},
+		{globalMsg, "sensorcast.live.global.telemetry", "global"},
+	} {
+		m := c.m
+		if m.Subject != c.subject {
+			t.Errorf("got %s, want %s", m.Subject, c.subject)
+		}
 		if got := m.Header.Get("traceparent"); got != traceparent {
 			t.Errorf("%s: traceparent header = %q, want %q", m.Subject, got, traceparent)
 		}
 		if got := m.Header.Get("tracestate"); got != tracestate {
 			t.Errorf("%s: tracestate header = %q, want %q", m.Subject, got, tracestate)
 		}
-		if got := m.Header.Get("Sensorcast-Kind"); got != "telemetry" {
-			t.Errorf("%s: Sensorcast-Kind header = %q, want telemetry", m.Subject, got)
+		// One id per envelope and room: the rooms' copies are different
+		// messages to JetStream, and a retried one is the same.
+		if got, want := m.Header.Get(envelopev1.HeaderMsgID), devEnv.GetId()+":"+c.room; got != want {
+			t.Errorf("%s: %s header = %q, want %q", m.Subject, envelopev1.HeaderMsgID, got, want)
+		}
+		if m.Header.Get(envelopev1.HeaderSequence) == "" {
+			t.Errorf("%s: no %s header: not republished by the stream", m.Subject, envelopev1.HeaderSequence)
 		}
 	}
 	waitFor(t, 5*time.Second, "messages_total to count it", func() bool {
@@ -125,8 +142,8 @@ func TestStatusAndLastWillBecomeDeviceStatus(t *testing.T) {
 	if got := env.GetDeviceStatus(); got.GetDeviceId() != "sensor-002" || got.GetStatus() != envelopev1.Status_STATUS_ONLINE || got.GetTimestamp() == nil {
 		t.Errorf("first status = %v, want sensor-002 online with a timestamp", got)
 	}
-	if got := m.Header.Get("Sensorcast-Kind"); got != "device_status" {
-		t.Errorf("Sensorcast-Kind header = %q, want device_status", got)
+	if m.Subject != "sensorcast.live.device.sensor-002.device_status" {
+		t.Errorf("status on %s, want sensorcast.live.device.sensor-002.device_status", m.Subject)
 	}
 	if m.Header.Get("traceparent") != "" {
 		t.Errorf("traceparent header %q set without one from the device", m.Header.Get("traceparent"))
@@ -188,7 +205,8 @@ func TestBadMessagesAreCountedAcknowledgedAndDoNotStallGoodOnes(t *testing.T) {
 
 func TestMessagesWaitUnacknowledgedWhileNATSIsDown(t *testing.T) {
 	checkGoroutineLeaks(t)
-	ns := natstest.Start(t)
+	storeDir := t.TempDir()
+	ns := natstest.StartOnPort(t, -1, storeDir)
 	port := ns.Addr().(*net.TCPAddr).Port
 	mqttURL, broker := mqtttest.Start(t)
 	in := startIngest(t, ns.ClientURL(), mqttURL, "ingest-a")
@@ -215,7 +233,7 @@ func TestMessagesWaitUnacknowledgedWhileNATSIsDown(t *testing.T) {
 		t.Error("publish_errors_total = 0 while NATS is down")
 	}
 
-	natstest.StartOnPort(t, port)
+	natstest.StartOnPort(t, port, storeDir) // the same storage: the stream survives
 	for i := range 3 {
 		env, _ := next(t, sub)
 		if got := env.GetTelemetry().GetFields()["n"].GetNumber(); got != float64(i) {
@@ -260,7 +278,8 @@ func TestTwoInstancesShareTheStream(t *testing.T) {
 
 func TestARestartedInstanceGetsBackWhatItHadNotAcknowledged(t *testing.T) {
 	checkGoroutineLeaks(t)
-	ns := natstest.Start(t)
+	storeDir := t.TempDir()
+	ns := natstest.StartOnPort(t, -1, storeDir)
 	port := ns.Addr().(*net.TCPAddr).Port
 	mqttURL, broker := mqtttest.Start(t)
 	dev, _ := device(t, mqttURL, "sensor-006", nil)
@@ -280,7 +299,7 @@ func TestARestartedInstanceGetsBackWhatItHadNotAcknowledged(t *testing.T) {
 	stopFirst()
 
 	// The next run, under the same client id, resumes the session.
-	natstest.StartOnPort(t, port)
+	natstest.StartOnPort(t, port, storeDir)
 	second := startIngest(t, ns.ClientURL(), mqttURL, "ingest-a")
 	waitFor(t, 10*time.Second, "the resumed session's messages to be published", func() bool {
 		return counter(t, second.reg, "sensorcast_ingest_messages_total", "kind=telemetry") == 3
@@ -302,10 +321,7 @@ func TestRunWithoutABrokerIsNotReadyAndStopsCleanly(t *testing.T) {
 	l.Close()
 
 	nc := natstest.Connect(t, ns)
-	svc, err := ingest.New(ingest.Config{
-		MQTTURL: "mqtt://" + closedPort, MQTTClientID: "ingest-a", MQTTShareGroup: "g",
-		MQTTKeepAlive: 30 * time.Second, MQTTSessionExpiry: time.Minute,
-	}, nc, testLogger(t), nil)
+	svc, err := ingest.New(testConfig("mqtt://"+closedPort, "ingest-a"), nc, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 // metrics are the service's Prometheus series. Every label value is
 // created up front so dashboards show zeros rather than gaps.
 type metrics struct {
-	messages      *prometheus.CounterVec // by kind, once published to NATS
+	messages      *prometheus.CounterVec // by kind, once stored in the room stream
 	rejected      *prometheus.CounterVec // by reason, for every bad message
 	publishErrors prometheus.Counter     // every failed NATS attempt (retried)
 	mqttConnected prometheus.Gauge
@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sensorcast_ingest_messages_total",
-			Help: "Device messages accepted and published to NATS, by kind (telemetry, status).",
+			Help: "Device messages accepted and stored in the room stream, by kind (telemetry, status).",
 		}, []string{"kind"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sensorcast_ingest_rejected_total",
@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sensorcast_ingest_publish_errors_total",
-			Help: "Failed attempts to publish or confirm envelopes on NATS; each is retried until it succeeds.",
+			Help: "Failed attempts to publish envelopes to the room stream (errors, timeouts, NATS away); each is retried until it succeeds.",
 		}),
 		mqttConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sensorcast_ingest_mqtt_connected",

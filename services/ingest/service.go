@@ -1,12 +1,17 @@
 // Package ingest is the service that carries device messages from MQTT to
 // NATS: it validates every message on devices/<id>/telemetry and
 // devices/<id>/status (protocol.md section 2), wraps the good ones in a
-// protobuf envelope and publishes it to the device's room and the global
-// room, and counts and drops the bad ones.
+// protobuf envelope and publishes it to the device's room, its groups'
+// rooms and the global room, and counts and drops the bad ones.
+//
+// Room messages are stored in the JetStream room stream (package
+// roomstream), which republishes them live to the edges. Ingest owns the
+// stream: it creates it, or updates it to the configured retention, before
+// it takes any message, and again if JetStream loses it.
 //
 // Delivery is at least once. Instances share one MQTT shared subscription,
 // so the broker splits the stream among them; each keeps a persistent
-// session and acknowledges a QoS 1 message only after NATS has confirmed
+// session and acknowledges a QoS 1 message only after JetStream has stored
 // its envelopes, so a message is redelivered rather than lost when an
 // instance dies or NATS is away. While NATS is away, intake stops: the
 // unacknowledged messages fill the MQTT receive window and the broker holds
@@ -28,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
+	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
 const (
@@ -44,6 +50,9 @@ const (
 	disconnectTimeout = 5 * time.Second
 	// connectTimeout bounds one attempt to connect to a broker.
 	connectTimeout = 10 * time.Second
+	// streamWarnInterval is how often ingest warns while JetStream does
+	// not take the room stream's configuration.
+	streamWarnInterval = 10 * time.Second
 )
 
 // Devices tells which devices may send and which groups they are in;
@@ -76,6 +85,12 @@ type Service struct {
 	rejectLog  *throttledLog
 	publishLog *throttledLog
 
+	// streamReady is set once the room stream is configured.
+	streamReady atomic.Bool
+	// streamLost asks for the room stream to be configured again: JetStream
+	// answered that no stream stores room subjects.
+	streamLost chan struct{}
+
 	started atomic.Bool
 	mqtt    mqttState
 	// subscribers tracks the subscribe goroutine of each connection.
@@ -107,6 +122,7 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 		metrics:    m,
 		rejectLog:  newThrottledLog(logger),
 		publishLog: newThrottledLog(logger),
+		streamLost: make(chan struct{}, 1),
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -125,23 +141,37 @@ func (s *Service) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("ingest: Run called twice")
 	}
-	// The connection outlives ctx so that shutdown can end it with a
+	// The stream first: publishing before it exists would only fail.
+	if err := s.ensureStream(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before NATS could take the configuration
+		}
+		return err
+	}
+	// Everything stops with ctx, or when the publisher fails, which it
+	// does only if the NATS connection was closed under it.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	// The connection outlives runCtx so that shutdown can end it with a
 	// DISCONNECT after the last acknowledgements, instead of dropping it.
 	connCtx, cancelConn := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConn()
-	cm, err := autopaho.NewConnection(connCtx, s.clientConfig(ctx))
+	cm, err := autopaho.NewConnection(connCtx, s.clientConfig(runCtx))
 	if err != nil {
 		return fmt.Errorf("start mqtt connection: %w", err)
 	}
-	// Messages that arrive before this starts wait in the publisher's queue.
-	pubDone := make(chan struct{})
-	go func() {
-		defer close(pubDone)
-		_ = s.pub.Run(ctx) // returns only when ctx ends
-	}()
+	// Messages that arrive before the publisher starts wait in Publish.
+	var pubErr error
+	var workers sync.WaitGroup
+	workers.Go(func() {
+		if pubErr = s.pub.Run(runCtx); pubErr != nil {
+			stop()
+		}
+	})
+	workers.Go(func() { s.keepStream(runCtx) })
 
-	<-ctx.Done()
-	<-pubDone
+	<-runCtx.Done()
+	workers.Wait()
 	// Give paho one round of its acknowledgement loop for what the
 	// publisher confirmed last, so a clean restart redelivers nothing.
 	time.Sleep(2 * sendAcksInterval)
@@ -153,6 +183,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.subscribers.Wait()
 	s.mqtt.down()
 	s.metrics.mqttConnected.Set(0)
+	if pubErr != nil {
+		return fmt.Errorf("publish to nats: %w", pubErr)
+	}
 	if err != nil {
 		return fmt.Errorf("disconnect from mqtt: %w", err)
 	}
@@ -160,9 +193,56 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// ensureStream configures the room stream, retrying until JetStream takes
+// the configuration or ctx ends. It warns every streamWarnInterval while it
+// waits: NATS without JetStream would otherwise leave ingest waiting in
+// silence.
+func (s *Service) ensureStream(ctx context.Context) error {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, streamWarnInterval)
+		err := roomstream.Ensure(attempt, s.nc, s.cfg.Retention)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err // stopping, or a configuration JetStream refuses
+		}
+		s.logger.Warn("room stream not configured yet (is JetStream enabled on NATS?); still trying", "err", err)
+	}
+	s.streamReady.Store(true)
+	r := s.cfg.Retention
+	s.logger.Info("room stream configured", "max_age", r.MaxAge, "max_per_room", r.MaxPerRoom,
+		"max_bytes", r.MaxBytes, "replicas", r.Replicas, "memory", r.Memory)
+	return nil
+}
+
+// keepStream configures the room stream again each time publishFailed
+// finds it gone: a stream in memory, or on a server whose storage was
+// wiped, does not survive a NATS restart, and nothing else recreates it.
+func (s *Service) keepStream(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.streamLost:
+		}
+		s.streamReady.Store(false)
+		s.logger.Warn("room stream missing; configuring it again")
+		if err := s.ensureStream(ctx); err != nil && ctx.Err() == nil {
+			// A configuration JetStream refuses: publishes keep failing,
+			// and the next failure tries again.
+			s.logger.Error("configure room stream", "err", err)
+		}
+	}
+}
+
 // Ready returns nil while the service can move messages: connected and
-// subscribed to MQTT, and connected to NATS.
+// subscribed to MQTT, connected to NATS, with the room stream configured.
 func (s *Service) Ready() error {
+	if !s.streamReady.Load() {
+		return errors.New("room stream not configured yet")
+	}
 	if err := s.mqtt.ready(); err != nil {
 		return err
 	}

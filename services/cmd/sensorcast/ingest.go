@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -37,7 +38,9 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer adminLn.Close()
 
-	nc, err := natsconn.Connect(ctx, c.NATSURL, "sensorcast-ingest-"+cfg.MQTTClientID, logger)
+	// Never buffer publishes while reconnecting: ingest retries them itself,
+	// in order, and a buffered one would reach the stream ahead of those.
+	nc, err := natsconn.Connect(ctx, c.NATSURL, "sensorcast-ingest-"+cfg.MQTTClientID, logger, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return err
 	}

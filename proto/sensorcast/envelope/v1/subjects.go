@@ -5,36 +5,86 @@ import "strings"
 // NATS subjects are spelled here and nowhere else, so publishers and
 // subscribers cannot drift apart.
 //
-// A room of the wire contract maps to one subject:
+// Every room message is stored in the JetStream stream RoomStream under a
+// subject made of the room and the message kind:
 //
-//	global            -> sensorcast.room.global
-//	device:<id>       -> sensorcast.room.device.<id>
-//	group:<id>        -> sensorcast.room.group.<id>
+//	global        -> sensorcast.room.global.<kind>
+//	device:<id>   -> sensorcast.room.device.<id>.<kind>
+//	group:<id>    -> sensorcast.room.group.<id>.<kind>
+//
+// The stream republishes each stored message, with its stream sequence in
+// the Nats-Sequence header, under the same tokens with "live" instead of
+// "room"; edges subscribe to those. So the live path costs one server hop
+// and no JetStream round trip, and every message an edge sees already has
+// the sequence a client resumes from.
+//
+// The kind token lets one stream answer "the last telemetry and the last
+// status of this device" (latest state on join) without a second store.
 //
 // Contract ids use only [A-Za-z0-9_:-], none of which is special in a NATS
 // subject, so the mapping is one-to-one.
 const (
-	// RoomSubjectPrefix starts every room subject; RoomSubjectWildcard matches them all.
+	// RoomStream is the JetStream stream that retains room messages.
+	RoomStream = "SENSORCAST_ROOMS"
+	// RoomSubjectPrefix starts every stored room subject; RoomSubjectWildcard matches them all.
 	RoomSubjectPrefix   = "sensorcast.room."
 	RoomSubjectWildcard = RoomSubjectPrefix + ">"
+	// LiveSubjectPrefix starts every republished room subject; LiveSubjectWildcard matches them all.
+	LiveSubjectPrefix   = "sensorcast.live."
+	LiveSubjectWildcard = LiveSubjectPrefix + ">"
 )
 
-// RoomSubject returns the NATS subject of a room name that the caller has
-// already validated against the contract.
-func RoomSubject(room string) string {
+// Message kinds: the last subject token, and the dashboard message type.
+const (
+	KindTelemetry    = "telemetry"
+	KindDeviceStatus = "device_status"
+)
+
+// RoomSubject returns the stored subject of a message of kind in a room
+// name that the caller has already validated against the contract.
+func RoomSubject(room, kind string) string {
+	return RoomSubjectPrefix + roomTokens(room) + "." + kind
+}
+
+// RoomFilter matches every stored message of a room, of any kind.
+func RoomFilter(room string) string {
+	return RoomSubjectPrefix + roomTokens(room) + ".*"
+}
+
+// LiveFilter matches every republished message of a room, of any kind.
+func LiveFilter(room string) string {
+	return LiveSubjectPrefix + roomTokens(room) + ".*"
+}
+
+// KindOfSubject returns the kind token of a room subject (stored or live).
+func KindOfSubject(subject string) string {
+	return subject[strings.LastIndexByte(subject, '.')+1:]
+}
+
+func roomTokens(room string) string {
 	kind, id, found := strings.Cut(room, ":")
 	if !found {
-		return RoomSubjectPrefix + room
+		return room
 	}
-	return RoomSubjectPrefix + kind + "." + id
+	return kind + "." + id
 }
 
 // NATS headers on every envelope message.
 const (
-	// HeaderKind names the envelope's body without decoding it; its values
-	// are the dashboard message types ("telemetry", "device_status").
-	HeaderKind = "Sensorcast-Kind"
 	// HeaderTraceparent and HeaderTracestate carry W3C trace context.
 	HeaderTraceparent = "traceparent"
 	HeaderTracestate  = "tracestate"
+	// HeaderMsgID is JetStream's de-duplication id: a publish retried after
+	// a lost acknowledgement is stored once.
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderSequence is the stream sequence JetStream adds to republished
+	// and directly fetched messages.
+	HeaderSequence = "Nats-Sequence"
 )
+
+// SubjectInRoom reports whether a stored subject belongs to a room.
+func SubjectInRoom(subject, room string) bool {
+	prefix := RoomSubjectPrefix + roomTokens(room) + "."
+	rest, ok := strings.CutPrefix(subject, prefix)
+	return ok && rest != "" && !strings.Contains(rest, ".")
+}
