@@ -51,6 +51,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Session.RateLimit, "rate-limit", d.RateLimit, "client messages per second per connection")
 	fs.IntVar(&c.Session.RateBurst, "rate-burst", d.RateBurst, "burst of client messages per connection")
 	fs.IntVar(&c.Session.MaxRooms, "max-rooms", d.MaxRooms, "rooms one connection may be in")
+	fs.IntVar(&c.Session.LatestDevices, "latest-devices", d.LatestDevices, "devices whose latest state a `latest` subscribe sends, per room")
 }
 
 // Validate checks the settings once at start, naming the bad one.

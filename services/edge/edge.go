@@ -192,6 +192,7 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 		<-gctx.Done()
 		s.drain(srv)
 		stopTracker()
+		s.hub.Close()
 		return nil
 	})
 	s.logger.Info("edge listening", "addr", ln.Addr().String(), "pod", s.cfg.PodName)

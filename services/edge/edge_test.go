@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -28,23 +30,27 @@ import (
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
+	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
 const testSecret = "edge-test-secret-0123456789"
 
 // testEdge is one edge pod served on a loopback port, fed by an embedded NATS.
 type testEdge struct {
-	ns     *server.Server
-	url    string
-	pub    *nats.Conn
-	subs   []*nats.Conn
-	cancel context.CancelFunc
-	done   chan error
+	ns       *server.Server
+	storeDir string
+	js       jetstream.JetStream
+	url      string
+	pub      *nats.Conn
+	subs     []*nats.Conn
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func startEdge(t *testing.T, mutate func(*Config), depOpts ...func(*Deps)) *testEdge {
 	t.Helper()
-	ns := natstest.Start(t)
+	storeDir := t.TempDir()
+	ns := natstest.StartOnPort(t, -1, storeDir)
 	var cfg Config
 	cfg.RegisterFlags(flagSet())
 	cfg.JWTSecret = testSecret
@@ -64,7 +70,15 @@ func startEdge(t *testing.T, mutate func(*Config), depOpts ...func(*Deps)) *test
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	e := &testEdge{ns: ns, pub: connect(), done: make(chan error, 1)}
+	e := &testEdge{ns: ns, storeDir: storeDir, pub: connect(), done: make(chan error, 1)}
+	if err := roomstream.Ensure(t.Context(), e.pub, roomstream.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.js = js
 	for range cfg.NATSConns {
 		e.subs = append(e.subs, connect())
 	}
@@ -124,6 +138,7 @@ func (e *testEdge) dial(t *testing.T, tok string) *client {
 type message struct {
 	Type      string          `json:"type"`
 	Room      string          `json:"room"`
+	Seq       uint64          `json:"seq"`
 	RequestID string          `json:"request_id"`
 	Timestamp string          `json:"timestamp"`
 	Payload   json.RawMessage `json:"payload"`
@@ -182,8 +197,9 @@ func (c *client) subscribe(rooms ...string) subscribed {
 }
 
 type subscribed struct {
-	Rooms    []string `json:"rooms"`
-	Rejected []struct {
+	Recovered map[string]bool `json:"recovered"`
+	Rooms     []string        `json:"rooms"`
+	Rejected  []struct {
 		Room, Code, Reason string
 	} `json:"rejected"`
 }
@@ -209,7 +225,9 @@ func (e *testEdge) publishPadded(t *testing.T, room, deviceID string, temp float
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.pub.Publish(envelopev1.RoomSubject(room), data); err != nil {
+	// Stored with an acknowledgement, as ingest does: once this returns the
+	// message is in the stream, ready to be replayed.
+	if _, err := e.js.Publish(context.Background(), envelopev1.RoomSubject(room, envelopev1.KindTelemetry), data); err != nil {
 		t.Error(err)
 	}
 }
@@ -547,6 +565,7 @@ func TestHeartbeatKeepsLiveClientsAndDropsSilentOnes(t *testing.T) {
 type catalog struct {
 	devices map[string]bool
 	groups  map[string]bool
+	members map[string][]string // group -> device ids
 	ready   atomic.Bool
 }
 
@@ -555,6 +574,17 @@ func (c *catalog) Lookup(id string) (devicecache.Device, bool) {
 }
 func (c *catalog) GroupExists(id string) bool { return c.groups[id] }
 func (c *catalog) Ready() bool                { return c.ready.Load() }
+func (c *catalog) GroupMembers(id string, limit int) []string {
+	return c.members[id][:min(limit, len(c.members[id]))]
+}
+func (c *catalog) DeviceIDs(limit int) []string {
+	var ids []string
+	for id := range c.devices {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids[:min(limit, len(ids))]
+}
 
 func TestRoomsOfUnknownDevicesAndGroupsAreRejected(t *testing.T) {
 	cat := &catalog{devices: map[string]bool{"d1": true}, groups: map[string]bool{"g1": true}}
@@ -623,7 +653,7 @@ func TestRoomsComeBackByThemselvesAfterANATSRestart(t *testing.T) {
 	port := e.ns.Addr().(*net.TCPAddr).Port
 	e.ns.Shutdown()
 	eventually(t, func() bool { return ready() == http.StatusServiceUnavailable }, "not ready while NATS is down")
-	natstest.StartOnPort(t, port)
+	natstest.StartOnPort(t, port, e.storeDir)
 	eventually(t, func() bool { return ready() == http.StatusOK }, "ready again once NATS is back")
 
 	// The pod's room subscription is restored without the client doing

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -41,10 +42,12 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	var (
 		mqttAddr string
 		grpcAddr string
+		dataDir  string
 		sim      simulator.Config
 	)
 	fs.StringVar(&mqttAddr, "mqtt-addr", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	fs.StringVar(&grpcAddr, "grpc-addr", "127.0.0.1:9090", "address of the device registry's gRPC API")
+	fs.StringVar(&dataDir, "data-dir", "", "where the embedded NATS keeps retained room messages, so clients resume across restarts (empty: a temporary directory, removed at exit)")
 	fs.IntVar(&sim.Devices, "devices", 20, "simulated devices (0 disables the simulator)")
 	fs.DurationVar(&sim.Interval, "interval", time.Second, "telemetry interval of each simulated device")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
@@ -78,7 +81,13 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	defer broker.Close()
-	ns, err := startNATS()
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "sensorcast-run-"); err != nil {
+			return fmt.Errorf("data-dir: %w", err)
+		}
+		defer os.RemoveAll(dataDir)
+	}
+	ns, err := startNATS(dataDir)
 	if err != nil {
 		return err
 	}
@@ -201,12 +210,15 @@ func printRegistryBanner(w io.Writer, grpcAddr, adminToken string) {
 `, grpcAddr, adminToken, simulatedGroup)
 }
 
-func startNATS() (*natsserver.Server, error) {
+// startNATS runs the embedded NATS server with JetStream storing in dir.
+func startNATS(dir string) (*natsserver.Server, error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{
 		ServerName: "sensorcast-standalone",
 		DontListen: true, // in-process connections only
 		NoSigs:     true,
 		NoLog:      true,
+		JetStream:  true,
+		StoreDir:   dir,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)

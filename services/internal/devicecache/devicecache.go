@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,8 @@ type Cache struct {
 	mu      sync.RWMutex
 	devices map[string]Device
 	groups  map[string]int64 // id -> version
+	// members indexes devices by group, for "latest state of a group".
+	members map[string]map[string]struct{}
 
 	// seq is the last change sequence applied; only Run touches it.
 	seq int64
@@ -62,7 +65,11 @@ type Cache struct {
 
 // New returns an empty cache; Run fills it and keeps it fresh.
 func New(client Client, logger *slog.Logger) *Cache {
-	return &Cache{client: client, logger: logger, devices: map[string]Device{}, groups: map[string]int64{}, loaded: make(chan struct{})}
+	return &Cache{
+		client: client, logger: logger,
+		devices: map[string]Device{}, groups: map[string]int64{}, members: map[string]map[string]struct{}{},
+		loaded: make(chan struct{}),
+	}
 }
 
 // Lookup returns a device, if it exists.
@@ -79,6 +86,35 @@ func (c *Cache) GroupExists(id string) bool {
 	_, ok := c.groups[id]
 	c.mu.RUnlock()
 	return ok
+}
+
+// GroupMembers returns up to limit ids of the devices in a group, sorted.
+func (c *Cache) GroupMembers(groupID string, limit int) []string {
+	c.mu.RLock()
+	ids := firstIDs(c.members[groupID], limit)
+	c.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// DeviceIDs returns up to limit ids of devices, sorted.
+func (c *Cache) DeviceIDs(limit int) []string {
+	c.mu.RLock()
+	ids := firstIDs(c.devices, limit)
+	c.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+func firstIDs[V any](m map[string]V, limit int) []string {
+	ids := make([]string, 0, min(len(m), limit))
+	for id := range m {
+		if len(ids) == limit {
+			break
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Loaded is closed once the cache has loaded the registry; it then follows it.
@@ -181,10 +217,32 @@ func (c *Cache) load(ctx context.Context) error {
 			break
 		}
 	}
+	members := map[string]map[string]struct{}{}
+	for id, d := range devices {
+		indexGroups(members, id, d.Groups)
+	}
 	c.mu.Lock()
-	c.devices, c.groups = devices, groups
+	c.devices, c.groups, c.members = devices, groups, members
 	c.mu.Unlock()
 	return nil
+}
+
+func indexGroups(members map[string]map[string]struct{}, id string, groups []string) {
+	for _, g := range groups {
+		if members[g] == nil {
+			members[g] = map[string]struct{}{}
+		}
+		members[g][id] = struct{}{}
+	}
+}
+
+func unindexGroups(members map[string]map[string]struct{}, id string, groups []string) {
+	for _, g := range groups {
+		delete(members[g], id)
+		if len(members[g]) == 0 {
+			delete(members, g)
+		}
+	}
 }
 
 // apply applies streamed changes in order. A change older than what the
@@ -196,10 +254,14 @@ func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
 		switch ch.GetKind() {
 		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_CREATED, registryv1.ChangeKind_CHANGE_KIND_DEVICE_UPDATED:
 			if cur, ok := c.devices[id]; !ok || cur.Version < v {
-				c.devices[id] = fromProto(ch.GetDevice())
+				d := fromProto(ch.GetDevice())
+				unindexGroups(c.members, id, cur.Groups)
+				indexGroups(c.members, id, d.Groups)
+				c.devices[id] = d
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED:
 			if cur, ok := c.devices[id]; ok && cur.Version <= v {
+				unindexGroups(c.members, id, cur.Groups)
 				delete(c.devices, id)
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_GROUP_CREATED, registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED:

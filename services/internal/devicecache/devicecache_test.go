@@ -2,9 +2,11 @@ package devicecache
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,6 +148,13 @@ func TestTheCacheLoadsEverythingThenFollowsChanges(t *testing.T) {
 	if !c.GroupExists("g2") || c.GroupExists("g3") {
 		t.Error("groups wrong after load")
 	}
+	if got := fmt.Sprint(c.GroupMembers("g1", 10), c.GroupMembers("g2", 10), c.DeviceIDs(10), c.DeviceIDs(2)); got != "[a d] [d] [a b c d] [a b]" &&
+		!strings.HasPrefix(got, "[a d] [d] [a b c d] [") {
+		t.Errorf("members after load: %s", got)
+	}
+	if got := len(c.GroupMembers("g1", 1)); got != 1 {
+		t.Errorf("GroupMembers with limit 1 returned %d ids", got)
+	}
 
 	f.feed <- &registryv1.Change{Sequence: 11, Kind: registryv1.ChangeKind_CHANGE_KIND_DEVICE_UPDATED, Id: "a", Version: 2,
 		Snapshot: &registryv1.Change_Device{Device: device("a", 2, true, "g1", "g2")}}
@@ -162,6 +171,9 @@ func TestTheCacheLoadsEverythingThenFollowsChanges(t *testing.T) {
 	})
 	if d, _ := c.Lookup("b"); d.Enabled {
 		t.Error("a change at the version the cache already holds was applied")
+	}
+	if got := fmt.Sprint(c.GroupMembers("g1", 10), c.GroupMembers("g2", 10)); got != "[a d] [a d]" {
+		t.Errorf("members after a device moved and another was deleted: %s", got)
 	}
 }
 

@@ -1,16 +1,29 @@
 // Package hub joins WebSocket sessions to rooms and fans room messages out
-// to them. Each room a pod's clients are in holds exactly one NATS
-// subscription, taken on the first local join and dropped on the last
-// leave. Each message is decoded and rendered once, in its room's own NATS
-// delivery goroutine, and the same frame bytes are handed to every local
-// member: no goroutine sees every message of the pod.
+// to them, with nothing lost and nothing twice.
+//
+// Each room a pod's clients are in holds exactly one NATS subscription to
+// the room's live subject (the JetStream room stream republishes every
+// stored message there, with its stream sequence), taken on the first local
+// join and dropped on the last leave. One goroutine per room owns its
+// delivery: it decodes and renders each message once and hands the same
+// frame bytes to every member, so no goroutine sees every message of the pod.
+//
+// The room goroutine also keeps the room gap-free: it remembers the last
+// sequence it delivered, and when the live path may have lost messages (a
+// NATS reconnect, a subscription that overflowed, a message whose
+// predecessor it never saw) it fetches the missing ones from the stream
+// before delivering anything newer. A client that resumes (Resume) is
+// replayed from the stream, then attached to the live fan-out at exactly
+// the sequence where its replay ended.
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +32,7 @@ import (
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
 // Subscriber receives room frames. Deliver must not block: it is called from
@@ -27,19 +41,42 @@ type Subscriber interface {
 	Deliver(frame []byte)
 }
 
+// Replayer is a Subscriber that can also take a replay. Replay may block
+// (that is the replay's back-pressure) and fails once the subscriber is gone.
+type Replayer interface {
+	Subscriber
+	Replay(frame []byte) error
+}
+
 // shardCount spreads rooms over independent locks so joins and leaves of
 // different rooms do not contend.
 const shardCount = 64
 
+// Tuning of the room goroutines.
+const (
+	// liveBuffer is each room's buffer of live messages. A room that falls
+	// further behind loses messages on the live path, and catches up from
+	// the stream.
+	liveBuffer = 4096
+	// fetchBatch is how many stored messages one stream read returns.
+	fetchBatch = 256
+	// retryCatchUp is the wait before fetching again after a failed catch-up.
+	retryCatchUp = time.Second
+)
+
 // Hub is the pod's set of rooms. Its zero value is not usable; use New.
 type Hub struct {
-	conns        []*nats.Conn
-	seed         maphash.Seed
-	shards       [shardCount]shard
-	metrics      *Metrics
-	logger       *slog.Logger
+	conns   []*nats.Conn
+	readers []*roomstream.Reader
+	seed    maphash.Seed
+	shards  [shardCount]shard
+	metrics *Metrics
+	logger  *slog.Logger
+	now     func() time.Time
+	// rooms counts running room goroutines, for Close.
+	rooms sync.WaitGroup
+
 	flushTimeout time.Duration
-	now          func() time.Time
 }
 
 type shard struct {
@@ -47,123 +84,204 @@ type shard struct {
 	rooms map[string]*room
 }
 
-// room is one joined room: its NATS subscription and its members. Delivery
-// holds the read lock while it hands a frame to every member (Deliver never
-// blocks); joins and leaves are O(1) (append, swap-remove by index), so
-// filling a room of 20,000 members costs no more per join than a room of 2.
-type room struct {
-	name string
-	sub  *nats.Subscription
-
-	mu      sync.RWMutex
-	members []Subscriber
-	index   map[Subscriber]int // position of each member in members
-}
-
-func (r *room) add(sub Subscriber) {
-	r.mu.Lock()
-	if _, ok := r.index[sub]; !ok {
-		r.index[sub] = len(r.members)
-		r.members = append(r.members, sub)
-	}
-	r.mu.Unlock()
-}
-
-// remove takes sub out and reports how many members remain.
-func (r *room) remove(sub Subscriber) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	i, ok := r.index[sub]
-	if !ok {
-		return len(r.members)
-	}
-	last := len(r.members) - 1
-	if i != last {
-		r.members[i] = r.members[last]
-		r.index[r.members[i]] = i
-	}
-	r.members[last] = nil
-	r.members = r.members[:last]
-	delete(r.index, sub)
-	return last
-}
-
 // New returns a hub that spreads its room subscriptions over conns (by a
 // hash of the room name), so one NATS connection's read loop is not the
-// pod's bottleneck.
+// pod's bottleneck. It hooks into each connection's reconnect and error
+// handlers (keeping the ones already set) to learn when the live path may
+// have lost messages.
 func New(conns []*nats.Conn, metrics *Metrics, logger *slog.Logger) *Hub {
 	h := &Hub{
 		conns:        conns,
 		seed:         maphash.MakeSeed(),
 		metrics:      metrics,
 		logger:       logger,
-		flushTimeout: 5 * time.Second,
 		now:          time.Now,
+		flushTimeout: 5 * time.Second,
 	}
 	for i := range h.shards {
 		h.shards[i].rooms = map[string]*room{}
 	}
+	for _, nc := range conns {
+		h.readers = append(h.readers, roomstream.NewReader(nc))
+		prevReconnect := nc.ReconnectHandler()
+		nc.SetReconnectHandler(func(c *nats.Conn) {
+			if prevReconnect != nil {
+				prevReconnect(c)
+			}
+			h.reconnected(c)
+		})
+		prevErr := nc.ErrorHandler()
+		nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+			if prevErr != nil {
+				prevErr(c, sub, err)
+			}
+			if sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
+				h.overflowed(sub)
+			}
+		})
+	}
 	return h
 }
 
-// ErrUnavailable means the room could not be subscribed on NATS.
+// ErrUnavailable means the room could not be subscribed on NATS, or its
+// stream could not be read.
 var ErrUnavailable = errors.New("room unavailable")
 
 // Join adds sub to a valid room name. When it is the pod's first member, it
 // subscribes on NATS and waits for the server to confirm, so every message
 // published after Join returns reaches sub.
 func (h *Hub) Join(name string, sub Subscriber) error {
-	hash := maphash.String(h.seed, name)
-	sh := &h.shards[hash%shardCount]
-	sh.mu.Lock()
-	r, ok := sh.rooms[name]
-	var nc *nats.Conn
-	if !ok {
-		r = &room{name: name, index: map[Subscriber]int{}}
-		nc = h.conns[hash%uint64(len(h.conns))]
-		s, err := nc.Subscribe(envelopev1.RoomSubject(name), r.handler(h))
-		if err != nil {
-			sh.mu.Unlock()
-			return fmt.Errorf("%w: subscribe %s: %v", ErrUnavailable, name, err)
-		}
-		// Slow-consumer protection lives in the sessions' bounded queues;
-		// delivery itself never blocks, so the per-subscription buffer only
-		// needs to absorb bursts.
-		_ = s.SetPendingLimits(64*1024, 64<<20)
-		r.sub = s
-		sh.rooms[name] = r
-		h.metrics.Rooms.Inc()
+	r, err := h.acquire(name)
+	if err != nil {
+		return err
 	}
-	r.add(sub)
-	sh.mu.Unlock()
-
-	if nc != nil {
-		if err := nc.FlushTimeout(h.flushTimeout); err != nil {
-			// The subscription stays registered and is restored by the
-			// client's reconnect logic; only the guarantee is lost.
-			h.logger.Warn("nats flush after subscribe failed", "room", name, "err", err)
-		}
-	}
+	r.add(member{sub: sub})
+	h.release(r)
 	return nil
+}
+
+// From says where a resuming member starts.
+type From struct {
+	// Seq: replay the room's stored messages after this sequence.
+	Seq uint64
+	// Snapshot first sends the last telemetry and status of Devices
+	// (without a sequence: they are a snapshot, not the room's history),
+	// then the room from the snapshot on; Seq is then ignored.
+	Snapshot bool
+	Devices  []string
+	// AllDevices snapshots every device instead of Devices (as many as one
+	// stream read returns); for when no device list is known.
+	AllDevices bool
+}
+
+// Resume adds sub to a room the way a reconnecting client needs it: it
+// replays what the stream holds from the given point, in order, then
+// attaches sub to the live fan-out with no gap and no duplicate at the seam.
+// On error sub is not in the room.
+func (h *Hub) Resume(ctx context.Context, name string, sub Replayer, from From) error {
+	r, err := h.acquire(name)
+	if err != nil {
+		return err
+	}
+	defer h.release(r)
+
+	pos := from.Seq
+	if from.Snapshot {
+		if pos, err = h.snapshot(ctx, r, sub, from); err != nil {
+			return err
+		}
+	}
+	for {
+		last, err := h.replay(ctx, r, sub, pos)
+		if err != nil {
+			return err
+		}
+		ok, err := r.attach(ctx, member{sub: sub, after: last})
+		if err != nil || ok {
+			return err
+		}
+		// The room delivered past our replay meanwhile: read on.
+		pos = last
+	}
+}
+
+// replay sends sub the room's stored messages after pos until the stream
+// has no more, and returns the last sequence sent (pos if none).
+func (h *Hub) replay(ctx context.Context, r *room, sub Replayer, pos uint64) (uint64, error) {
+	for {
+		msgs, pending, err := r.reader.After(ctx, r.filter, pos, fetchBatch)
+		if err != nil {
+			return pos, fmt.Errorf("%w: replay %s: %v", ErrUnavailable, r.name, err)
+		}
+		for _, m := range msgs {
+			if frame, _, ok := h.render(r.name, m.Seq, m.Data); ok {
+				if err := sub.Replay(frame); err != nil {
+					return pos, err
+				}
+				h.metrics.Replayed.Inc()
+			}
+			pos = m.Seq
+		}
+		if pending == 0 || len(msgs) == 0 {
+			return pos, nil
+		}
+	}
+}
+
+// snapshot sends sub the latest telemetry and status of the devices in from
+// and returns the stream sequence the snapshot is consistent up to.
+func (h *Hub) snapshot(ctx context.Context, r *room, sub Replayer, from From) (uint64, error) {
+	state, err := r.reader.State(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: latest of %s: %v", ErrUnavailable, r.name, err)
+	}
+	var subjects []string
+	if from.AllDevices {
+		subjects = []string{
+			envelopev1.RoomSubject("device:*", envelopev1.KindTelemetry),
+			envelopev1.RoomSubject("device:*", envelopev1.KindDeviceStatus),
+		}
+	}
+	for _, id := range from.Devices {
+		subjects = append(subjects,
+			envelopev1.RoomSubject("device:"+id, envelopev1.KindTelemetry),
+			envelopev1.RoomSubject("device:"+id, envelopev1.KindDeviceStatus))
+	}
+	for len(subjects) > 0 {
+		n := min(len(subjects), roomstream.MaxMultiLast)
+		msgs, err := r.reader.MultiLast(ctx, subjects[:n], state.LastSeq)
+		if err != nil {
+			return 0, fmt.Errorf("%w: latest of %s: %v", ErrUnavailable, r.name, err)
+		}
+		for _, m := range msgs {
+			if frame, _, ok := h.render(r.name, 0, m.Data); ok {
+				if err := sub.Replay(frame); err != nil {
+					return 0, err
+				}
+			}
+		}
+		subjects = subjects[n:]
+	}
+	return state.LastSeq, nil
+}
+
+// ResumePoint checks a client's `since` for a room: recovered is true when
+// the stream still holds the message at since in that room (so, retention
+// being oldest-first, everything after it too). start is where to replay
+// from: since, or 0 when since lies beyond the stream's end (the stream was
+// recreated, so its sequences started over).
+func (h *Hub) ResumePoint(ctx context.Context, name string, since uint64) (start uint64, recovered bool) {
+	reader := h.readers[h.hash(name)%uint64(len(h.readers))]
+	if since > 0 {
+		m, err := reader.Get(ctx, since)
+		if err == nil && envelopev1.SubjectInRoom(m.Subject, name) {
+			return since, true
+		}
+		if err != nil && !errors.Is(err, roomstream.ErrNotFound) {
+			h.logger.Warn("checking a resume point failed", "room", name, "since", since, "err", err)
+		}
+	}
+	state, err := reader.State(ctx)
+	if err != nil {
+		return since, false
+	}
+	if since > state.LastSeq {
+		return 0, false
+	}
+	return since, since == 0 && state.FirstSeq <= 1
 }
 
 // Leave removes sub from a room; the last leave drops the NATS subscription.
 func (h *Hub) Leave(name string, sub Subscriber) {
-	hash := maphash.String(h.seed, name)
-	sh := &h.shards[hash%shardCount]
+	sh := h.shard(name)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	r, ok := sh.rooms[name]
 	if !ok {
 		return
 	}
-	if r.remove(sub) > 0 {
-		return
-	}
-	delete(sh.rooms, name)
-	h.metrics.Rooms.Dec()
-	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		h.logger.Warn("nats unsubscribe failed", "room", name, "err", err)
+	if r.remove(sub) == 0 && r.pending == 0 {
+		h.dropLocked(sh, r)
 	}
 }
 
@@ -179,31 +297,135 @@ func (h *Hub) RoomCount() int {
 	return n
 }
 
-// handler renders each message of the room once and hands it to every member.
-func (r *room) handler(h *Hub) nats.MsgHandler {
-	return func(msg *nats.Msg) {
-		var env envelopev1.Envelope
-		if err := proto.Unmarshal(msg.Data, &env); err != nil {
-			h.metrics.Dropped.WithLabelValues("bad_envelope").Inc()
-			h.logger.Warn("dropping undecodable envelope", "room", r.name, "err", err)
-			return
+// Close drops every room and waits for their goroutines to end.
+func (h *Hub) Close() {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, r := range sh.rooms {
+			h.dropLocked(sh, r)
 		}
-		now := h.now()
-		frame, err := wire.RoomFrame(r.name, &env, now)
-		if err != nil {
-			h.metrics.Dropped.WithLabelValues("unknown_body").Inc()
-			return
-		}
-		r.mu.RLock()
-		for _, m := range r.members {
-			m.Deliver(frame)
-		}
-		n := len(r.members)
-		r.mu.RUnlock()
-		h.metrics.RoomMessages.Inc()
-		h.metrics.Deliveries.Add(float64(n))
-		if at := env.GetIngestedAt(); at != nil {
-			h.metrics.FanoutLatency.Observe(now.Sub(at.AsTime()).Seconds())
-		}
+		sh.mu.Unlock()
 	}
+	h.rooms.Wait()
+}
+
+func (h *Hub) hash(name string) uint64 { return maphash.String(h.seed, name) }
+
+func (h *Hub) shard(name string) *shard { return &h.shards[h.hash(name)%shardCount] }
+
+// acquire returns the room, creating and subscribing it if needed, with a
+// pending reference that keeps it alive until release.
+func (h *Hub) acquire(name string) (*room, error) {
+	hash := h.hash(name)
+	sh := &h.shards[hash%shardCount]
+	sh.mu.Lock()
+	r, ok := sh.rooms[name]
+	if ok {
+		r.pending++
+		sh.mu.Unlock()
+		<-r.subscribed // its first joiner may still be confirming it
+		return r, nil
+	}
+	i := hash % uint64(len(h.conns))
+	r = newRoom(h, name, h.conns[i], h.readers[i])
+	s, err := r.nc.ChanSubscribe(envelopev1.LiveFilter(name), r.live)
+	if err != nil {
+		sh.mu.Unlock()
+		return nil, fmt.Errorf("%w: subscribe %s: %v", ErrUnavailable, name, err)
+	}
+	r.sub = s
+	r.pending = 1
+	sh.rooms[name] = r
+	h.metrics.Rooms.Inc()
+	h.rooms.Add(1)
+	go r.run()
+	sh.mu.Unlock()
+
+	if err := r.nc.FlushTimeout(h.flushTimeout); err != nil {
+		// The subscription stays registered and is restored by the
+		// client's reconnect logic, which also marks the room for a
+		// catch-up from the stream.
+		h.logger.Warn("nats flush after subscribe failed", "room", name, "err", err)
+	}
+	close(r.subscribed)
+	return r, nil
+}
+
+// release drops the reference acquire took; the room goes when it was the
+// last thing keeping it.
+func (h *Hub) release(r *room) {
+	sh := h.shard(r.name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r.pending--
+	if r.pending == 0 && r.memberCount() == 0 && sh.rooms[r.name] == r {
+		h.dropLocked(sh, r)
+	}
+}
+
+func (h *Hub) dropLocked(sh *shard, r *room) {
+	delete(sh.rooms, r.name)
+	h.metrics.Rooms.Dec()
+	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		h.logger.Warn("nats unsubscribe failed", "room", r.name, "err", err)
+	}
+	close(r.stop)
+}
+
+// reconnected marks every room on nc for a catch-up: messages stored while
+// the connection was down were not republished to it.
+func (h *Hub) reconnected(nc *nats.Conn) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, r := range sh.rooms {
+			if r.nc == nc {
+				r.kick()
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// overflowed marks the room of a subscription that dropped messages.
+func (h *Hub) overflowed(sub *nats.Subscription) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, r := range sh.rooms {
+			if r.sub == sub {
+				h.metrics.Dropped.WithLabelValues("live_overflow").Inc()
+				r.kick()
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// render decodes a stored envelope and renders the room message once; seq 0
+// renders it without a sequence (a snapshot). It also returns when ingest
+// accepted the message, for the latency histogram.
+func (h *Hub) render(room string, seq uint64, data []byte) ([]byte, time.Time, bool) {
+	var env envelopev1.Envelope
+	if err := proto.Unmarshal(data, &env); err != nil {
+		h.metrics.Dropped.WithLabelValues("bad_envelope").Inc()
+		h.logger.Warn("dropping undecodable envelope", "room", room, "seq", seq, "err", err)
+		return nil, time.Time{}, false
+	}
+	frame, err := wire.RoomFrame(room, seq, &env, h.now())
+	if err != nil {
+		h.metrics.Dropped.WithLabelValues("unknown_body").Inc()
+		return nil, time.Time{}, false
+	}
+	var ingested time.Time
+	if at := env.GetIngestedAt(); at != nil {
+		ingested = at.AsTime()
+	}
+	return frame, ingested, true
+}
+
+func parseSeq(h nats.Header, key string) uint64 {
+	n, _ := strconv.ParseUint(h.Get(key), 10, 64)
+	return n
 }

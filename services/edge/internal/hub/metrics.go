@@ -8,6 +8,9 @@ type Metrics struct {
 	RoomMessages  prometheus.Counter
 	Deliveries    prometheus.Counter
 	Dropped       *prometheus.CounterVec
+	Replayed      prometheus.Counter
+	CaughtUp      prometheus.Counter
+	Gaps          prometheus.Counter
 	FanoutLatency prometheus.Histogram
 }
 
@@ -30,6 +33,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sensorcast_edge_room_messages_dropped_total",
 			Help: "Room messages dropped before fan-out, by reason.",
 		}, []string{"reason"}),
+		Replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorcast_edge_replayed_messages_total",
+			Help: "Stored room messages replayed to resuming connections (one per recipient).",
+		}),
+		CaughtUp: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorcast_edge_caught_up_messages_total",
+			Help: "Room messages fetched from the stream because the live path missed them.",
+		}),
+		Gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorcast_edge_live_gaps_total",
+			Help: "Gaps detected on the live path (each repaired from the stream).",
+		}),
 		FanoutLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sensorcast_edge_ingest_to_fanout_seconds",
 			Help:    "Time from ingest accepting a message to this pod fanning it out.",
@@ -37,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Rooms, m.RoomMessages, m.Deliveries, m.Dropped, m.FanoutLatency)
+		reg.MustRegister(m.Rooms, m.RoomMessages, m.Deliveries, m.Dropped, m.Replayed, m.CaughtUp, m.Gaps, m.FanoutLatency)
 	}
 	return m
 }

@@ -30,6 +30,9 @@ type Config struct {
 	RateBurst int
 	// MaxRooms bounds the rooms one connection may be in.
 	MaxRooms int
+	// LatestDevices caps how many devices' latest state a `latest`
+	// subscribe sends per room.
+	LatestDevices int
 }
 
 // Defaults returns the contract's defaults.
@@ -43,6 +46,7 @@ func Defaults() Config {
 		RateLimit:       20,
 		RateBurst:       40,
 		MaxRooms:        256,
+		LatestDevices:   1000,
 	}
 }
 
@@ -61,6 +65,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rate limit must be positive and rate burst at least 1")
 	case c.MaxRooms < 1:
 		return fmt.Errorf("max rooms must be at least 1, got %d", c.MaxRooms)
+	case c.LatestDevices < 0:
+		return fmt.Errorf("latest devices must not be negative, got %d", c.LatestDevices)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/room"
 )
@@ -68,45 +69,125 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 	if len(p.Rooms) > s.cfg.MaxRooms {
 		return wire.Errorf(wire.CodeLimitExceeded, "at most %d rooms per subscribe", s.cfg.MaxRooms)
 	}
+	ctx := context.Background()
 	reply := wire.SubscribedPayload{Rejected: []wire.Rejection{}}
+	// Rooms with `since` or `latest` are joined after the reply, through a
+	// replay; the others at once.
+	var resumes []resumption
 	for _, name := range p.Rooms {
-		if rej, ok := s.join(name); !ok {
+		kind, id, rej, ok := s.admit(name, len(resumes))
+		if !ok {
 			reply.Rejected = append(reply.Rejected, rej)
+			continue
 		}
-	}
-	// Replay from `since` arrives with JetStream retention; until then no
-	// room can be recovered, and the client is told so instead of guessing.
-	for name := range p.Since {
-		if slices.Contains(s.joined, name) {
+		if slices.Contains(s.joined, name) || slices.ContainsFunc(resumes, func(r resumption) bool { return r.room == name }) {
+			continue
+		}
+		since, hasSince := p.Since[name]
+		if !hasSince && !p.Latest {
+			if rej, ok := s.join(name); !ok {
+				reply.Rejected = append(reply.Rejected, rej)
+			}
+			continue
+		}
+		r := resumption{room: name}
+		recovered := false
+		if hasSince {
+			r.from.Seq, recovered = s.rooms.ResumePoint(ctx, name, since)
 			if reply.Recovered == nil {
 				reply.Recovered = map[string]bool{}
 			}
-			reply.Recovered[name] = false
+			reply.Recovered[name] = recovered
 		}
+		if p.Latest && !recovered {
+			r.from.Snapshot = true
+			r.from.Devices, r.from.AllDevices = s.latestDevices(kind, id)
+		}
+		resumes = append(resumes, r)
 	}
 	reply.Rooms = slices.Clone(s.joined)
+	for _, r := range resumes {
+		reply.Rooms = append(reply.Rooms, r.room)
+	}
 	s.send(wire.ReplyFrame(wire.TypeSubscribed, msg.RequestID, reply, time.Now()))
+
+	for _, r := range resumes {
+		if err := s.resume(ctx, r); errors.Is(err, errClosed) {
+			return nil
+		}
+	}
 	return nil
 }
 
-// join adds the session to one room, or says why it cannot.
-func (s *Session) join(name string) (wire.Rejection, bool) {
+// resumption is a room to join through a replay.
+type resumption struct {
+	room string
+	from hub.From
+}
+
+// resume replays a room to the client, then keeps it in the room live. If
+// the stream cannot be read the client still gets the room live, and an
+// error that tells it the replay was incomplete.
+func (s *Session) resume(ctx context.Context, r resumption) error {
+	err := s.rooms.Resume(ctx, r.room, s, r.from)
+	if errors.Is(err, errClosed) {
+		return err
+	}
+	if err != nil {
+		s.logger.Warn("replaying a room failed; joining it live only", "connection_id", s.id, "room", r.room, "err", err)
+		s.metrics.ClientErrors.WithLabelValues(wire.CodeUnavailable).Inc()
+		s.send(wire.ErrorFrame("", wire.Errorf(wire.CodeUnavailable, "could not replay room %s; it continues live only (resubscribe with since to retry)", r.room), time.Now()))
+		if err := s.rooms.Join(r.room, s); err != nil {
+			s.logger.Warn("joining room failed", "connection_id", s.id, "room", r.room, "err", err)
+			return nil
+		}
+	}
+	s.joined = append(s.joined, r.room)
+	s.presence.Join(r.room, s.claims.Subject)
+	return nil
+}
+
+// latestDevices lists the devices whose latest state a `latest` subscribe
+// to a room sends: the device itself, a group's members, or any devices
+// for global; all of them when no catalog says which exist.
+func (s *Session) latestDevices(kind, id string) (ids []string, all bool) {
+	limit := s.cfg.LatestDevices
+	switch {
+	case limit == 0:
+		return nil, false
+	case kind == room.KindDevice:
+		return []string{id}, false
+	case s.catalog == nil:
+		return nil, kind == room.KindGlobal
+	case kind == room.KindGroup:
+		return s.catalog.GroupMembers(id, limit), false
+	default:
+		return s.catalog.DeviceIDs(limit), false
+	}
+}
+
+// admit checks that the session may join a room: a valid name, granted by
+// the token, existing, and within the room limit (counting extra rooms
+// about to be joined).
+func (s *Session) admit(name string, extra int) (kind, id string, rej wire.Rejection, ok bool) {
 	kind, id, err := room.Parse(name)
 	if err != nil {
-		return wire.Rejection{Room: name, Code: wire.CodeInvalidRoom, Reason: err.Error()}, false
+		return "", "", wire.Rejection{Room: name, Code: wire.CodeInvalidRoom, Reason: err.Error()}, false
 	}
 	if !s.claims.MayJoin(name) {
-		return wire.Rejection{Room: name, Code: wire.CodeForbidden, Reason: "the token does not grant this room"}, false
+		return "", "", wire.Rejection{Room: name, Code: wire.CodeForbidden, Reason: "the token does not grant this room"}, false
 	}
 	if rej, ok := s.checkExists(name, kind, id); !ok {
-		return rej, false
+		return "", "", rej, false
 	}
-	if slices.Contains(s.joined, name) {
-		return wire.Rejection{}, true
+	if !slices.Contains(s.joined, name) && len(s.joined)+extra >= s.cfg.MaxRooms {
+		return "", "", wire.Rejection{Room: name, Code: wire.CodeLimitExceeded, Reason: "connection is in too many rooms"}, false
 	}
-	if len(s.joined) >= s.cfg.MaxRooms {
-		return wire.Rejection{Room: name, Code: wire.CodeLimitExceeded, Reason: "connection is in too many rooms"}, false
-	}
+	return kind, id, wire.Rejection{}, true
+}
+
+// join adds the session to an admitted room at once, live.
+func (s *Session) join(name string) (wire.Rejection, bool) {
 	if err := s.rooms.Join(name, s); err != nil {
 		s.logger.Warn("joining room failed", "connection_id", s.id, "room", name, "err", err)
 		return wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "room is unavailable, try again"}, false

@@ -19,6 +19,8 @@ import (
 // Rooms is the part of the hub a session uses.
 type Rooms interface {
 	Join(room string, sub hub.Subscriber) error
+	Resume(ctx context.Context, room string, sub hub.Replayer, from hub.From) error
+	ResumePoint(ctx context.Context, room string, since uint64) (start uint64, recovered bool)
 	Leave(room string, sub hub.Subscriber)
 }
 
@@ -30,10 +32,12 @@ type Presence interface {
 }
 
 // Catalog says which device and group rooms exist (the registry's devices
-// and groups); devicecache.Cache implements it.
+// and groups) and which devices are in them; devicecache.Cache implements it.
 type Catalog interface {
 	Lookup(deviceID string) (devicecache.Device, bool)
 	GroupExists(groupID string) bool
+	GroupMembers(groupID string, limit int) []string
+	DeviceIDs(limit int) []string
 	Ready() bool
 }
 
@@ -193,6 +197,21 @@ func (s *Session) send(frame []byte) {
 	if start {
 		go s.flush()
 	}
+}
+
+// errClosed is what Replay returns once the session is closing.
+var errClosed = errors.New("session closed")
+
+// Replay queues a replayed room message with the back-pressure of a reply:
+// a replay goes only as fast as the client reads.
+func (s *Session) Replay(frame []byte) error {
+	s.send(frame)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeFrame != nil {
+		return errClosed
+	}
+	return nil
 }
 
 // startFlushLocked reports whether the caller must start the flusher: there

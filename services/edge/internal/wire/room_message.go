@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
@@ -12,29 +13,32 @@ import (
 // (a newer ingest, or an empty envelope).
 var ErrUnknownBody = errors.New("envelope has no body this edge can render")
 
-// RoomFrame renders one NATS envelope as the contract's room message for
-// room and returns it as a complete WebSocket text frame, ready to be
-// written as is to every recipient in the room.
-func RoomFrame(room string, env *envelopev1.Envelope, now time.Time) ([]byte, error) {
+// RoomFrame renders one stored envelope as the contract's room message for
+// room, at sequence seq of the room's stream (0: none, for a snapshot), and
+// returns it as a complete WebSocket text frame, ready to be written as is
+// to every recipient in the room.
+func RoomFrame(room string, seq uint64, env *envelopev1.Envelope, now time.Time) ([]byte, error) {
 	b := NewBuilder(256)
 	var err error
-	b.buf, err = appendRoomMessage(b.buf, room, env, now)
+	b.buf, err = appendRoomMessage(b.buf, room, seq, env, now)
 	if err != nil {
 		return nil, err
 	}
 	return b.Frame(), nil
 }
 
-func appendRoomMessage(dst []byte, room string, env *envelopev1.Envelope, now time.Time) ([]byte, error) {
+func appendRoomMessage(dst []byte, room string, seq uint64, env *envelopev1.Envelope, now time.Time) ([]byte, error) {
 	switch body := env.GetBody().(type) {
 	case *envelopev1.Envelope_Telemetry:
 		dst = append(dst, `{"type":"telemetry","room":`...)
 		dst = appendString(dst, room)
+		dst = appendSeq(dst, seq)
 		dst = append(dst, `,"payload":`...)
 		dst = appendTelemetry(dst, body.Telemetry)
 	case *envelopev1.Envelope_DeviceStatus:
 		dst = append(dst, `{"type":"device_status","room":`...)
 		dst = appendString(dst, room)
+		dst = appendSeq(dst, seq)
 		dst = append(dst, `,"payload":`...)
 		dst = appendDeviceStatus(dst, body.DeviceStatus)
 	default:
@@ -43,6 +47,14 @@ func appendRoomMessage(dst []byte, room string, env *envelopev1.Envelope, now ti
 	dst = append(dst, `,"timestamp":`...)
 	dst = appendTime(dst, now)
 	return append(dst, '}'), nil
+}
+
+func appendSeq(dst []byte, seq uint64) []byte {
+	if seq == 0 {
+		return dst
+	}
+	dst = append(dst, `,"seq":`...)
+	return strconv.AppendUint(dst, seq, 10)
 }
 
 func appendTelemetry(dst []byte, t *envelopev1.Telemetry) []byte {

@@ -81,7 +81,7 @@ func TestRoomFrameRendersTelemetryAsTheContractSays(t *testing.T) {
 		},
 		Tags: map[string]string{"site": "a", "bad": "\xff"},
 	}}}
-	frame, err := RoomFrame("device:sensor-001", env, ts)
+	frame, err := RoomFrame("device:sensor-001", 1041, env, ts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestRoomFrameRendersTelemetryAsTheContractSays(t *testing.T) {
 	if err := json.Unmarshal(payload, &got); err != nil {
 		t.Fatalf("frame payload is not JSON: %v\n%s", err, payload)
 	}
-	if got["type"] != "telemetry" || got["room"] != "device:sensor-001" || got["timestamp"] != "2026-11-22T10:00:00.123Z" {
+	if got["type"] != "telemetry" || got["room"] != "device:sensor-001" || got["seq"] != 1041.0 || got["timestamp"] != "2026-11-22T10:00:00.123Z" {
 		t.Errorf("envelope fields wrong: %s", payload)
 	}
 	p := got["payload"].(map[string]any)
@@ -103,7 +103,7 @@ func TestRoomFrameRendersTelemetryAsTheContractSays(t *testing.T) {
 		t.Errorf("tags wrong: %s", payload)
 	}
 	// Same reading, same bytes: keys are sorted.
-	again, _ := RoomFrame("device:sensor-001", env, ts)
+	again, _ := RoomFrame("device:sensor-001", 1041, env, ts)
 	if string(again) != string(frame) {
 		t.Error("rendering is not deterministic")
 	}
@@ -114,15 +114,20 @@ func TestRoomFrameRendersDeviceStatus(t *testing.T) {
 	env := &envelopev1.Envelope{Body: &envelopev1.Envelope_DeviceStatus{DeviceStatus: &envelopev1.DeviceStatus{
 		DeviceId: "d1", Status: envelopev1.Status_STATUS_OFFLINE, Timestamp: timestamppb.New(ts),
 	}}}
-	frame, err := RoomFrame("global", env, ts)
+	frame, err := RoomFrame("global", 7, env, ts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"device_status","room":"global","payload":{"device_id":"d1","status":"offline","timestamp":"2026-01-02T03:04:05.000Z"},"timestamp":"2026-01-02T03:04:05.000Z"}`
+	want := `{"type":"device_status","room":"global","seq":7,"payload":{"device_id":"d1","status":"offline","timestamp":"2026-01-02T03:04:05.000Z"},"timestamp":"2026-01-02T03:04:05.000Z"}`
 	if got := string(unframe(t, frame)); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	if _, err := RoomFrame("global", &envelopev1.Envelope{}, ts); !errors.Is(err, ErrUnknownBody) {
+	// A snapshot (latest state) has no sequence.
+	snapshot, _ := RoomFrame("global", 0, env, ts)
+	if got := string(unframe(t, snapshot)); strings.Contains(got, `"seq"`) {
+		t.Errorf("snapshot frame has a seq: %s", got)
+	}
+	if _, err := RoomFrame("global", 0, &envelopev1.Envelope{}, ts); !errors.Is(err, ErrUnknownBody) {
 		t.Errorf("empty envelope: err = %v, want ErrUnknownBody", err)
 	}
 }
@@ -194,7 +199,7 @@ func BenchmarkRoomFrame(b *testing.B) {
 	}}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := RoomFrame("device:sensor-001", env, ts); err != nil {
+		if _, err := RoomFrame("device:sensor-001", 1041, env, ts); err != nil {
 			b.Fatal(err)
 		}
 	}
