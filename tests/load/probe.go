@@ -10,9 +10,10 @@ import (
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 )
 
-// natsProbe subscribes to a few room subjects next to the edge and measures
-// publish -> NATS delivery latency, so a report can tell the NATS hop (and
-// the generator core it shares) from the edge's own share.
+// natsProbe subscribes to a few rooms' live subjects next to the edge and
+// measures publish -> NATS delivery latency (stream included), so a report
+// can tell the NATS hop (and the generator core it shares) from the edge's
+// own share.
 type natsProbe struct {
 	mu    sync.Mutex
 	sched *schedule
@@ -23,7 +24,7 @@ type natsProbe struct {
 func startProbe(nc *nats.Conn, rooms []string, n int) (*natsProbe, error) {
 	p := &natsProbe{}
 	for i := 0; i < len(rooms) && i < n; i++ {
-		s, err := nc.Subscribe(envelopev1.RoomSubject(rooms[i]), p.handle)
+		s, err := nc.Subscribe(envelopev1.LiveFilter(rooms[i]), p.handle)
 		if err != nil {
 			p.stop()
 			return nil, err

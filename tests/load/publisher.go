@@ -14,7 +14,10 @@ import (
 
 // publisher sends telemetry envelopes to room subjects, round-robin over
 // the rooms, at a fixed total rate. Each carries its send time and its
-// room's sequence number as tags, which the clients read back.
+// room's sequence number as tags, which the clients read back. It publishes
+// with core NATS, not waiting for JetStream's acknowledgements as ingest
+// does, so that one core can offer the highest rates: the room stream still
+// stores every message and republishes it to the edges.
 type publisher struct {
 	nc       *nats.Conn
 	rooms    []string
@@ -43,7 +46,7 @@ func newPublisher(nc *nats.Conn, rooms []string, steps int) *publisher {
 		buf:      make([]byte, 0, 512),
 	}
 	for i, r := range rooms {
-		p.subjects[i] = envelopev1.RoomSubject(r)
+		p.subjects[i] = envelopev1.RoomSubject(r, envelopev1.KindTelemetry)
 	}
 	for i := range p.inWindow {
 		p.inWindow[i] = make([]uint64, len(rooms))

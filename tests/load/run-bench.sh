@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the edge benchmark of issue 2 on this machine: an embedded NATS server
-# and the load generator pinned to one core, `sensorcast edge` pinned to the
+# (JetStream, with the room stream in a temporary directory) and the load
+# generator pinned to one core, `sensorcast edge` pinned to the
 # other, and two scenarios, each a sweep of delivery rates up to saturation:
 #
 #   rooms      10k connections over 1k rooms (10 per room)
@@ -79,14 +80,6 @@ wait_http() { # url, tries
 	echo "timed out waiting for $1" >&2
 	return 1
 }
-wait_port() { # port
-	for _ in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "timed out waiting for port $1" >&2
-	return 1
-}
 
 log "# Sensorcast edge benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 log "# $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GB RAM, open files $FDS, $(go version | cut -d' ' -f3)"
@@ -96,9 +89,15 @@ log "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is s
 taskset -c "$GEN_CPU" "$BIN/sensorcast-load" --serve-nats "127.0.0.1:$NATS_PORT" >"$RESULTS/nats-$STAMP.log" 2>&1 &
 NATS_PID=$!
 pids+=("$NATS_PID")
-wait_port "$NATS_PORT"
-sleep 0.2
-kill -0 "$NATS_PID" 2>/dev/null || { echo "NATS did not start (port $NATS_PORT taken?): see $RESULTS/nats-$STAMP.log" >&2; exit 1; }
+# The server prints this line once JetStream and the room stream are ready,
+# after its port opens.
+for _ in $(seq 1 100); do
+	grep -q "nats listening" "$RESULTS/nats-$STAMP.log" 2>/dev/null && break
+	kill -0 "$NATS_PID" 2>/dev/null || break
+	sleep 0.1
+done
+grep -q "nats listening" "$RESULTS/nats-$STAMP.log" 2>/dev/null ||
+	{ echo "NATS did not start (port $NATS_PORT taken?): see $RESULTS/nats-$STAMP.log" >&2; exit 1; }
 
 start_edge() { # send-queue
 	local queue=$1

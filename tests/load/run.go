@@ -199,6 +199,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Result, error) {
 		return nil, fmt.Errorf("connect to NATS %s: %w", cfg.NATSURL, err)
 	}
 	defer nc.Close()
+	if cfg.Publish {
+		if err := checkRoomStream(ctx, nc); err != nil {
+			return nil, err
+		}
+	}
 
 	var before ProcSample
 	if cfg.EdgePID > 0 {

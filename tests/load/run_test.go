@@ -59,8 +59,8 @@ func TestConfigDeliveriesAndLoopbackOnly(t *testing.T) {
 }
 
 // fakeEdge is a minimal stand-in for `sensorcast edge`: it checks the token,
-// subscribes each client's room on NATS and renders envelopes the way the
-// edge does. The client whose token subject is closeSub is closed with 1013
+// subscribes each client's room's live subjects on NATS and renders
+// envelopes the way the edge does. The client whose token subject is closeSub is closed with 1013
 // after its third message, like a slow consumer.
 type fakeEdge struct {
 	t        *testing.T
@@ -96,7 +96,7 @@ func (f *fakeEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	room := strings.Split(strings.Split(string(data), `"rooms":["`)[1], `"`)[0]
 	sent := 0
-	s, err := f.nc.Subscribe(envelopev1.RoomSubject(room), func(m *nats.Msg) {
+	s, err := f.nc.Subscribe(envelopev1.LiveFilter(room), func(m *nats.Msg) {
 		var env envelopev1.Envelope
 		if err := proto.Unmarshal(m.Data, &env); err != nil {
 			f.t.Error(err)
@@ -139,18 +139,51 @@ func (f *fakeEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// startNATS runs a server with JetStream and the room stream, as
+// ServeNATS does.
 func startNATS(t *testing.T) string {
 	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := ensureRoomStream(t.Context(), nc); err != nil {
+		t.Fatal(err)
+	}
+	return s.ClientURL()
+}
+
+func TestRunNeedsTheRoomStream(t *testing.T) {
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go s.Start()
+	t.Cleanup(s.Shutdown)
 	if !s.ReadyForConnections(5 * time.Second) {
 		t.Fatal("nats did not start")
 	}
-	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	cfg, err := ParseFlags("t", []string{"--nats", s.ClientURL(), "--conns", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(t.Context(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), envelopev1.RoomStream) {
+		t.Fatalf("Run without the room stream = %v, want an error naming it", err)
+	}
 }
 
 // TestRunAgainstFakeEdge runs the generator end to end (connect, publish

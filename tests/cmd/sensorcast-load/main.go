@@ -1,7 +1,8 @@
 // Command sensorcast-load drives an edge with N WebSocket clients over R
 // rooms and a NATS publisher, and reports throughput, latency, loss and
 // the edge's RSS and CPU. `sensorcast-load --serve-nats 127.0.0.1:4222`
-// runs an embedded NATS server instead. See tests/load.
+// runs an embedded NATS server (JetStream, with the room stream) instead.
+// See tests/load.
 package main
 
 import (
