@@ -591,9 +591,15 @@ func TestRoomsOfUnknownDevicesAndGroupsAreRejected(t *testing.T) {
 	e := startEdge(t, nil, func(d *Deps) { d.Catalog = cat })
 	c := e.dial(t, token(t, "alice", "*"))
 
-	got := c.subscribe("device:d1")
+	c.send(`{"type":"subscribe","payload":{"rooms":["device:d1"]}}`)
+	m := c.next()
+	var got subscribed
+	c.payload(m, &got)
 	if len(got.Rejected) != 1 || got.Rejected[0].Code != "unavailable" {
 		t.Errorf("before the registry is loaded: %+v, want unavailable", got)
+	}
+	if !strings.Contains(string(m.Payload), `"rooms":[]`) {
+		t.Errorf("a subscribe that joined nothing must list rooms as [], got %s", m.Payload)
 	}
 	cat.ready.Store(true)
 	got = c.subscribe("device:d1", "device:ghost", "group:g1", "group:ghost", "global")

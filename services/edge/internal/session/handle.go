@@ -105,7 +105,7 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 		}
 		resumes = append(resumes, r)
 	}
-	reply.Rooms = slices.Clone(s.joined)
+	reply.Rooms = append([]string{}, s.joined...) // [] rather than null when empty
 	for _, r := range resumes {
 		reply.Rooms = append(reply.Rooms, r.room)
 	}
@@ -232,7 +232,7 @@ func (s *Session) unsubscribe(msg wire.ClientMessage) error {
 		s.rooms.Leave(name, s)
 		s.presence.Leave(name, s.claims.Subject)
 	}
-	s.send(wire.ReplyFrame(wire.TypeUnsubscribed, msg.RequestID, wire.RoomsPayload{Rooms: slices.Clone(s.joined)}, time.Now()))
+	s.send(wire.ReplyFrame(wire.TypeUnsubscribed, msg.RequestID, wire.RoomsPayload{Rooms: append([]string{}, s.joined...)}, time.Now()))
 	return nil
 }
 
