@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
 
@@ -133,5 +134,18 @@ func TestLatestSendsEachDevicesLastStateFirst(t *testing.T) {
 	e.publish(t, "global", "d2", 8)
 	if r := c.reading(); r.Temp != 8 || r.Seq == 0 {
 		t.Errorf("live after the snapshot: %+v", r)
+	}
+}
+
+func TestASinceThatCannotBeCheckedIsRejectedNotJoinedLive(t *testing.T) {
+	e := startEdge(t, nil)
+	e.publish(t, "device:d1", "d1", 1)
+	if err := e.js.DeleteStream(t.Context(), envelopev1.RoomStream); err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial(t, token(t, "u", "device:*"))
+	got := c.subscribeWith(map[string]any{"rooms": []string{"device:d1", "device:d2"}, "since": map[string]uint64{"device:d1": 1}})
+	if fmt.Sprint(got.Rooms) != "[device:d2]" || len(got.Rejected) != 1 || got.Rejected[0].Room != "device:d1" || got.Rejected[0].Code != "unavailable" {
+		t.Fatalf("subscribed %+v, want device:d1 rejected as unavailable and device:d2 joined", got)
 	}
 }

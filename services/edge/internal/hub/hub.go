@@ -249,26 +249,27 @@ func (h *Hub) snapshot(ctx context.Context, r *room, sub Replayer, from From) (u
 // the stream still holds the message at since in that room (so, retention
 // being oldest-first, everything after it too). start is where to replay
 // from: since, or 0 when since lies beyond the stream's end (the stream was
-// recreated, so its sequences started over).
-func (h *Hub) ResumePoint(ctx context.Context, name string, since uint64) (start uint64, recovered bool) {
+// recreated, so its sequences started over). It fails, with ErrUnavailable,
+// only when the stream cannot be read.
+func (h *Hub) ResumePoint(ctx context.Context, name string, since uint64) (start uint64, recovered bool, err error) {
 	reader := h.readers[h.hash(name)%uint64(len(h.readers))]
 	if since > 0 {
 		m, err := reader.Get(ctx, since)
-		if err == nil && envelopev1.SubjectInRoom(m.Subject, name) {
-			return since, true
-		}
-		if err != nil && !errors.Is(err, roomstream.ErrNotFound) {
-			h.logger.Warn("checking a resume point failed", "room", name, "since", since, "err", err)
+		switch {
+		case err == nil && envelopev1.SubjectInRoom(m.Subject, name):
+			return since, true, nil
+		case err != nil && !errors.Is(err, roomstream.ErrNotFound):
+			return 0, false, fmt.Errorf("%w: resume point of %s: %v", ErrUnavailable, name, err)
 		}
 	}
 	state, err := reader.State(ctx)
 	if err != nil {
-		return since, false
+		return 0, false, fmt.Errorf("%w: resume point of %s: %v", ErrUnavailable, name, err)
 	}
 	if since > state.LastSeq {
-		return 0, false
+		return 0, false, nil
 	}
-	return since, since == 0 && state.FirstSeq <= 1
+	return since, since == 0 && state.FirstSeq <= 1, nil
 }
 
 // Leave removes sub from a room; the last leave drops the NATS subscription.

@@ -93,7 +93,15 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 		r := resumption{room: name}
 		recovered := false
 		if hasSince {
-			r.from.Seq, recovered = s.rooms.ResumePoint(ctx, name, since)
+			var err error
+			r.from.Seq, recovered, err = s.rooms.ResumePoint(ctx, name, since)
+			if err != nil {
+				// Joining live would lose what the client missed: it asks
+				// again (keeping its since) when it sees this.
+				s.logger.Warn("resuming a room is unavailable", "connection_id", s.id, "room", name, "err", err)
+				reply.Rejected = append(reply.Rejected, wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "the room's history is unavailable right now; subscribe again with since"})
+				continue
+			}
 			if reply.Recovered == nil {
 				reply.Recovered = map[string]bool{}
 			}
@@ -125,22 +133,19 @@ type resumption struct {
 	from hub.From
 }
 
-// resume replays a room to the client, then keeps it in the room live. If
-// the stream cannot be read the client still gets the room live, and an
-// error that tells it the replay was incomplete.
+// resume replays a room to the client, then keeps it in the room live.
+// If the stream fails midway, joining live would silently lose what the
+// client missed, so the connection is closed with 1013 instead: the client
+// reconnects and resumes from what it did receive.
 func (s *Session) resume(ctx context.Context, r resumption) error {
 	err := s.rooms.Resume(ctx, r.room, s, r.from)
 	if errors.Is(err, errClosed) {
 		return err
 	}
 	if err != nil {
-		s.logger.Warn("replaying a room failed; joining it live only", "connection_id", s.id, "room", r.room, "err", err)
-		s.metrics.ClientErrors.WithLabelValues(wire.CodeUnavailable).Inc()
-		s.send(wire.ErrorFrame("", wire.Errorf(wire.CodeUnavailable, "could not replay room %s; it continues live only (resubscribe with since to retry)", r.room), time.Now()))
-		if err := s.rooms.Join(r.room, s); err != nil {
-			s.logger.Warn("joining room failed", "connection_id", s.id, "room", r.room, "err", err)
-			return nil
-		}
+		s.logger.Warn("replaying a room failed; closing so the client resumes later", "connection_id", s.id, "room", r.room, "err", err)
+		s.Close(CloseTryAgainLater, "room replay unavailable, resume later", "replay_failed")
+		return errClosed
 	}
 	s.joined = append(s.joined, r.room)
 	s.presence.Join(r.room, s.claims.Subject)

@@ -20,7 +20,7 @@ import (
 type Rooms interface {
 	Join(room string, sub hub.Subscriber) error
 	Resume(ctx context.Context, room string, sub hub.Replayer, from hub.From) error
-	ResumePoint(ctx context.Context, room string, since uint64) (start uint64, recovered bool)
+	ResumePoint(ctx context.Context, room string, since uint64) (start uint64, recovered bool, err error)
 	Leave(room string, sub hub.Subscriber)
 }
 
