@@ -149,3 +149,38 @@ func TestASinceThatCannotBeCheckedIsRejectedNotJoinedLive(t *testing.T) {
 		t.Fatalf("subscribed %+v, want device:d1 rejected as unavailable and device:d2 joined", got)
 	}
 }
+
+func TestNoRoomMessageOvertakesTheSubscribedReply(t *testing.T) {
+	e := startEdge(t, nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e.publish(t, "device:seam", "seam", float64(i))
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	tok := token(t, "u", "device:*")
+	watcher := e.dial(t, tok) // keeps device:seam subscribed on the pod
+	watcher.subscribe("device:seam")
+	for i := range 10 {
+		rooms := []string{"device:seam"}
+		for j := range 30 {
+			rooms = append(rooms, fmt.Sprintf("device:new-%d-%d", i, j))
+		}
+		c := e.dial(t, tok)
+		b, _ := json.Marshal(rooms)
+		c.send(`{"type":"subscribe","payload":{"rooms":` + string(b) + `}}`)
+		if m := c.next(); m.Type != "subscribed" {
+			t.Fatalf("subscribe %d: first frame is %s (room %s), want subscribed", i, m.Type, m.Room)
+		}
+		c.conn.Close()
+	}
+}

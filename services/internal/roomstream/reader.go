@@ -73,6 +73,9 @@ type State struct {
 
 // State returns the stream's extent.
 func (r *Reader) State(ctx context.Context) (State, error) {
+	if !r.nc.IsConnected() {
+		return State{}, fmt.Errorf("stream info of %s: %w", envelopev1.RoomStream, nats.ErrConnectionReconnecting)
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	m, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+envelopev1.RoomStream, nil)
@@ -126,6 +129,10 @@ func (r *Reader) batch(ctx context.Context, req directGet) (msgs []Msg, pending 
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, 0, err
+	}
+	if !r.nc.IsConnected() {
+		// Fail fast: a request written now would wait out the timeout.
+		return nil, 0, fmt.Errorf("direct get from %s: %w", envelopev1.RoomStream, nats.ErrConnectionReconnecting)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()

@@ -71,8 +71,8 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 	}
 	ctx := context.Background()
 	reply := wire.SubscribedPayload{Rejected: []wire.Rejection{}}
-	// Rooms with `since` or `latest` are joined after the reply, through a
-	// replay; the others at once.
+	// Rooms are joined after the reply, so that no room message overtakes
+	// it; rooms with `since` or `latest` through a replay.
 	var resumes []resumption
 	for _, name := range p.Rooms {
 		kind, id, rej, ok := s.admit(name, len(resumes))
@@ -84,13 +84,11 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 			continue
 		}
 		since, hasSince := p.Since[name]
-		if !hasSince && !p.Latest {
-			if rej, ok := s.join(name); !ok {
-				reply.Rejected = append(reply.Rejected, rej)
-			}
+		r := resumption{room: name, live: !hasSince && !p.Latest}
+		if r.live {
+			resumes = append(resumes, r)
 			continue
 		}
-		r := resumption{room: name}
 		recovered := false
 		if hasSince {
 			var err error
@@ -127,24 +125,30 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 	return nil
 }
 
-// resumption is a room to join through a replay.
+// resumption is a room to join: live from now on, or through a replay.
 type resumption struct {
 	room string
+	live bool
 	from hub.From
 }
 
-// resume replays a room to the client, then keeps it in the room live.
-// If the stream fails midway, joining live would silently lose what the
-// client missed, so the connection is closed with 1013 instead: the client
-// reconnects and resumes from what it did receive.
+// resume joins a room, replaying it to the client first when asked to. If
+// that fails (NATS is gone, or the stream fails midway), joining live would
+// silently lose what the client missed, so the connection is closed with
+// 1013 instead: the client reconnects and resumes from what it did receive.
 func (s *Session) resume(ctx context.Context, r resumption) error {
-	err := s.rooms.Resume(ctx, r.room, s, r.from)
+	var err error
+	if r.live {
+		err = s.rooms.Join(r.room, s)
+	} else {
+		err = s.rooms.Resume(ctx, r.room, s, r.from)
+	}
 	if errors.Is(err, errClosed) {
 		return err
 	}
 	if err != nil {
-		s.logger.Warn("replaying a room failed; closing so the client resumes later", "connection_id", s.id, "room", r.room, "err", err)
-		s.Close(CloseTryAgainLater, "room replay unavailable, resume later", "replay_failed")
+		s.logger.Warn("joining a room failed; closing so the client resumes later", "connection_id", s.id, "room", r.room, "err", err)
+		s.Close(CloseTryAgainLater, "room unavailable, resume later", "join_failed")
 		return errClosed
 	}
 	s.joined = append(s.joined, r.room)
@@ -189,17 +193,6 @@ func (s *Session) admit(name string, extra int) (kind, id string, rej wire.Rejec
 		return "", "", wire.Rejection{Room: name, Code: wire.CodeLimitExceeded, Reason: "connection is in too many rooms"}, false
 	}
 	return kind, id, wire.Rejection{}, true
-}
-
-// join adds the session to an admitted room at once, live.
-func (s *Session) join(name string) (wire.Rejection, bool) {
-	if err := s.rooms.Join(name, s); err != nil {
-		s.logger.Warn("joining room failed", "connection_id", s.id, "room", name, "err", err)
-		return wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "room is unavailable, try again"}, false
-	}
-	s.joined = append(s.joined, name)
-	s.presence.Join(name, s.claims.Subject)
-	return wire.Rejection{}, true
 }
 
 // checkExists rejects rooms of devices and groups the registry does not know.
