@@ -131,14 +131,40 @@ var ErrUnavailable = errors.New("room unavailable")
 // subscribes on NATS and waits for the server to confirm, so every message
 // published after Join returns reaches sub.
 func (h *Hub) Join(name string, sub Subscriber) error {
-	r, err := h.acquire(name)
+	held, err := h.Hold(name)
 	if err != nil {
 		return err
 	}
-	r.add(member{sub: sub})
-	h.release(r)
+	held.Join(sub)
 	return nil
 }
+
+// Held is a room subscribed on NATS and kept, without a member, until Join
+// or Release. A session holds its new rooms while it sends the `subscribed`
+// reply and joins them after, so that no room message overtakes the reply
+// and every message published after the reply reaches it.
+type Held struct {
+	hub  *Hub
+	room *room
+}
+
+// Hold subscribes a room (if the pod is not in it yet) and keeps it.
+func (h *Hub) Hold(name string) (*Held, error) {
+	r, err := h.acquire(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Held{hub: h, room: r}, nil
+}
+
+// Join adds sub to the held room and lets go of the hold.
+func (x *Held) Join(sub Subscriber) {
+	x.room.add(member{sub: sub})
+	x.hub.release(x.room)
+}
+
+// Release lets go of the hold without joining.
+func (x *Held) Release() { x.hub.release(x.room) }
 
 // From says where a resuming member starts.
 type From struct {

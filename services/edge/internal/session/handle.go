@@ -72,7 +72,9 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 	ctx := context.Background()
 	reply := wire.SubscribedPayload{Rejected: []wire.Rejection{}}
 	// Rooms are joined after the reply, so that no room message overtakes
-	// it; rooms with `since` or `latest` through a replay.
+	// it: live ones are held (subscribed on NATS) before it, so that every
+	// message published after it arrives; rooms with `since` or `latest`
+	// come through a replay.
 	var resumes []resumption
 	for _, name := range p.Rooms {
 		kind, id, rej, ok := s.admit(name, len(resumes))
@@ -84,8 +86,15 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 			continue
 		}
 		since, hasSince := p.Since[name]
-		r := resumption{room: name, live: !hasSince && !p.Latest}
-		if r.live {
+		r := resumption{room: name}
+		if !hasSince && !p.Latest {
+			held, err := s.rooms.Hold(name)
+			if err != nil {
+				s.logger.Warn("joining room failed", "connection_id", s.id, "room", name, "err", err)
+				reply.Rejected = append(reply.Rejected, wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "room is unavailable, try again"})
+				continue
+			}
+			r.held = held
 			resumes = append(resumes, r)
 			continue
 		}
@@ -117,38 +126,46 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 	}
 	s.send(wire.ReplyFrame(wire.TypeSubscribed, msg.RequestID, reply, time.Now()))
 
-	for _, r := range resumes {
+	for i, r := range resumes {
 		if err := s.resume(ctx, r); errors.Is(err, errClosed) {
+			// The session is ending: let go of the rooms still held.
+			for _, rest := range resumes[i+1:] {
+				if rest.held != nil {
+					rest.held.Release()
+				}
+			}
 			return nil
 		}
 	}
 	return nil
 }
 
-// resumption is a room to join: live from now on, or through a replay.
+// resumption is a room to join: held, to join live, or through a replay.
 type resumption struct {
 	room string
-	live bool
+	held *hub.Held
 	from hub.From
 }
 
-// resume joins a room, replaying it to the client first when asked to. If
-// that fails (NATS is gone, or the stream fails midway), joining live would
-// silently lose what the client missed, so the connection is closed with
-// 1013 instead: the client reconnects and resumes from what it did receive.
+// resume joins a held room, or replays a room to the client and then keeps
+// it in the room live. If a replay fails (the stream fails midway), joining
+// live would silently lose what the client missed, so the connection is
+// closed with 1013 instead: the client reconnects and resumes from what it
+// did receive.
 func (s *Session) resume(ctx context.Context, r resumption) error {
-	var err error
-	if r.live {
-		err = s.rooms.Join(r.room, s)
-	} else {
-		err = s.rooms.Resume(ctx, r.room, s, r.from)
+	if r.held != nil {
+		r.held.Join(s)
+		s.joined = append(s.joined, r.room)
+		s.presence.Join(r.room, s.claims.Subject)
+		return nil
 	}
+	err := s.rooms.Resume(ctx, r.room, s, r.from)
 	if errors.Is(err, errClosed) {
 		return err
 	}
 	if err != nil {
-		s.logger.Warn("joining a room failed; closing so the client resumes later", "connection_id", s.id, "room", r.room, "err", err)
-		s.Close(CloseTryAgainLater, "room unavailable, resume later", "join_failed")
+		s.logger.Warn("replaying a room failed; closing so the client resumes later", "connection_id", s.id, "room", r.room, "err", err)
+		s.Close(CloseTryAgainLater, "room replay unavailable, resume later", "replay_failed")
 		return errClosed
 	}
 	s.joined = append(s.joined, r.room)

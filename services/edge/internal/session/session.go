@@ -18,7 +18,7 @@ import (
 
 // Rooms is the part of the hub a session uses.
 type Rooms interface {
-	Join(room string, sub hub.Subscriber) error
+	Hold(room string) (*hub.Held, error)
 	Resume(ctx context.Context, room string, sub hub.Replayer, from hub.From) error
 	ResumePoint(ctx context.Context, room string, since uint64) (start uint64, recovered bool, err error)
 	Leave(room string, sub hub.Subscriber)
