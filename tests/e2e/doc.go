@@ -1,8 +1,15 @@
 // Package e2e tests Sensorcast end to end, the way devices and dashboards
-// use it: real Mosquitto, Redis and NATS servers, one ingest and several
-// edge processes of the sensorcast binary built from this repository,
-// devices publishing with the real mosquitto_pub, and dashboards on
-// WebSocket connections.
+// use it: real Mosquitto, Redis and NATS (with JetStream on files)
+// servers, one ingest and several edge processes of the sensorcast binary
+// built from this repository, devices publishing with the real
+// mosquitto_pub (or, at rates a process per message cannot reach, over a
+// plain MQTT connection), and dashboards on WebSocket connections,
+// including ones that reconnect and resume as the SDK does.
+//
+// TestNothingIsLostWhenPodsAndNATSFail kills, drains and restarts parts of
+// the system under 300 resuming clients and takes about 20 seconds; -short
+// skips it. It and TestASlowConsumerResumesWithNothingLost print their
+// delivery accounts (lost, duplicated, out of order) and reconnect times.
 //
 // Run it with `make test-e2e`, or from tests/:
 //

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -33,7 +33,8 @@ type env struct {
 	redis   *harness.Redis
 	mqtt    *harness.Mosquitto
 	natsURL string
-	nc      *nats.Conn // publishes envelopes straight to room subjects
+	js      jetstream.JetStream // publishes envelopes straight to the room stream
+	pending []jetstream.PubAckFuture
 	ingest  *harness.Ingest
 	edgeA   *harness.Edge
 	edgeB   *harness.Edge
@@ -46,7 +47,11 @@ func startEnv(t *testing.T) *env {
 		mqtt:  harness.StartMosquitto(t),
 	}
 	e.natsURL = harness.StartNATS(t).ClientURL()
-	e.nc = harness.ConnectNATS(t, e.natsURL)
+	js, err := jetstream.New(harness.ConnectNATS(t, e.natsURL))
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	e.js = js
 	e.ingest = sensorcast.StartIngest(t, "ingest", harness.Settings{
 		"NATS_URL":         e.natsURL,
 		"MQTT_URL":         e.mqtt.URL,
@@ -120,8 +125,10 @@ func dial(t testing.TB, edge *harness.Edge, user string) *harness.Client {
 }
 
 // publishTelemetry publishes a telemetry envelope for device straight to its
-// room's NATS subject, as ingest would, carrying seq as the field "seq" and
-// pad as a tag (if not empty) to make the message as large as a test needs.
+// room's subject in the room stream (which ingest created), as ingest
+// would, carrying seq as the field "seq" and pad as a tag (if not empty) to
+// make the message as large as a test needs. flushNATS waits for the
+// stream to have stored it.
 func (e *env) publishTelemetry(t testing.TB, device string, seq int, pad string) {
 	t.Helper()
 	tel := &envelopev1.Telemetry{
@@ -142,16 +149,28 @@ func (e *env) publishTelemetry(t testing.TB, device string, seq int, pad string)
 	if err != nil {
 		t.Fatalf("marshal envelope: %v", err)
 	}
-	if err := e.nc.Publish(envelopev1.RoomSubject("device:"+device), data); err != nil {
-		t.Fatalf("publish to nats: %v", err)
+	subject := envelopev1.RoomSubject("device:"+device, envelopev1.KindTelemetry)
+	ack, err := e.js.PublishAsync(subject, data)
+	if err != nil {
+		t.Fatalf("publish to %s: %v", subject, err)
 	}
+	e.pending = append(e.pending, ack)
 }
 
+// flushNATS waits until the stream has acknowledged every message published.
 func (e *env) flushNATS(t testing.TB) {
 	t.Helper()
-	if err := e.nc.Flush(); err != nil {
-		t.Fatalf("flush nats: %v", err)
+	timeout := time.After(10 * time.Second)
+	for _, ack := range e.pending {
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			t.Fatalf("publish to %s: %v", ack.Msg().Subject, err)
+		case <-timeout:
+			t.Fatalf("the room stream did not acknowledge %s within 10s", ack.Msg().Subject)
+		}
 	}
+	e.pending = nil
 }
 
 // observer is a client that must keep receiving every message of its

@@ -1,7 +1,9 @@
 // Package harness runs the real Sensorcast system for end-to-end tests: the
 // sensorcast binary built from this repository, Redis and Mosquitto as
-// processes on free loopback ports, an embedded NATS server, and a
-// WebSocket client that speaks the dashboard protocol (docs/protocol.md).
+// processes on free loopback ports, an embedded NATS server with
+// JetStream, a WebSocket client that speaks the dashboard protocol
+// (docs/protocol.md), a client that reconnects and resumes as the SDK does
+// (ResumingClient), and an MQTT publisher for many devices.
 //
 // Everything a test starts belongs to that test: it is stopped by the
 // test's cleanup, and child processes die with the test process. Missing

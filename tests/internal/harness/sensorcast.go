@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,12 +49,18 @@ type Edge struct {
 	WSURL   string // ws://host:port/api/v1/ws
 }
 
-// StartEdge runs `sensorcast edge` with settings (HTTP_ADDR and POD_NAME
-// are set here) and waits until its /readyz answers 200.
+// StartEdge runs `sensorcast edge` with settings and waits until its
+// /readyz answers 200. POD_NAME is name and HTTP_ADDR a free port unless
+// settings say otherwise; a test replaces a dead edge with a new one on
+// the same address by passing the old edge's Addr as HTTP_ADDR.
 func (s Sensorcast) StartEdge(t testing.TB, name string, settings Settings) *Edge {
 	t.Helper()
-	addr := FreeAddr(t)
-	settings = withDefaults(settings, Settings{"HTTP_ADDR": addr, "POD_NAME": name})
+	addr := settings["HTTP_ADDR"]
+	if addr == "" {
+		addr = FreeAddr(t)
+	}
+	settings = withDefaults(settings, Settings{"POD_NAME": name})
+	settings["HTTP_ADDR"] = addr
 	p := StartProcess(t, name, environ(settings), s.Path, "edge")
 	e := &Edge{Process: p, Addr: addr, BaseURL: "http://" + addr, WSURL: "ws://" + addr + "/api/v1/ws"}
 	p.WaitReady(t, startTimeout, func() error { return wantStatus(e.BaseURL+"/readyz", http.StatusOK) })
@@ -139,4 +146,35 @@ func (s Sensorcast) StartRegistry(t testing.TB, name string, settings Settings) 
 	r := &Registry{Process: p, GRPCAddr: grpcAddr, AdminURL: "http://" + admin}
 	p.WaitReady(t, startTimeout, func() error { return wantStatus(r.AdminURL+"/readyz", http.StatusOK) })
 	return r
+}
+
+// Metric returns the value of one series of the edge's /metrics, given
+// exactly as the exposition format writes it, labels included:
+// `sensorcast_edge_connection_closes_total{reason="slow_consumer"}`. A
+// series not (yet) exported is 0.
+func (e *Edge) Metric(series string) (float64, error) {
+	resp, err := httpClient.Get(e.BaseURL + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s: %w", e.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s: %w", e.Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics of %s: %s", e.Name, resp.Status)
+	}
+	for line := range strings.Lines(string(body)) {
+		value, found := strings.CutPrefix(strings.TrimSpace(line), series+" ")
+		if !found {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metrics of %s: %s: %w", e.Name, series, err)
+		}
+		return v, nil
+	}
+	return 0, nil
 }

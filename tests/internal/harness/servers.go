@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,7 +128,14 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	// Run as the test's own user: started as root, mosquitto would switch to
 	// the mosquitto user, and a change of user clears the parent-death
 	// signal that stops it when the test process dies.
-	config := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nuser %s\n",
+	//
+	// max_queued_messages: mosquitto queues at most 1000 QoS 1 messages for
+	// a subscriber that is behind and drops the rest. Ingest falls behind
+	// on purpose while NATS is unavailable (it acknowledges a message only
+	// once JetStream has stored it), so the tests size the queue the way a
+	// production broker must be sized: for the longest NATS outage to ride
+	// out at the peak message rate.
+	config := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nuser %s\nmax_queued_messages 1000000\n",
 		port, currentUser(t))
 	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
 		t.Fatalf("write mosquitto config: %v", err)
@@ -166,28 +174,108 @@ func (m *Mosquitto) Publish(t testing.TB, topic string, payload []byte, retain b
 	}
 }
 
-// StartNATS starts a NATS server inside the test process on a free loopback
-// port, without JetStream. It shuts down when t ends.
-func StartNATS(t testing.TB) *natsserver.Server {
+// NATS is a NATS server with JetStream (file storage) running inside the
+// test process. Restart brings it back on the same port with the same
+// store directory, as a restarted pod with a persistent volume would come
+// back: clients reconnect to the address they know and the streams are
+// still there.
+type NATS struct {
+	opts natsserver.Options // Port is the one the first server got
+
+	mu  sync.Mutex
+	srv *natsserver.Server
+}
+
+// StartNATS starts a NATS server with JetStream storing files in a
+// temporary directory, on a free loopback port. It shuts down when t ends.
+func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{
-		Host:   "127.0.0.1",
-		Port:   -1,
-		NoLog:  true,
-		NoSigs: true,
+	n := &NATS{opts: natsserver.Options{
+		ServerName: "sensorcast-e2e",
+		Host:       "127.0.0.1",
+		Port:       -1,
+		NoLog:      true,
+		NoSigs:     true,
+		JetStream:  true,
+		StoreDir:   t.TempDir(),
+	}}
+	srv, err := n.start()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	n.srv = srv
+	n.opts.Port = srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.srv != nil {
+			n.srv.Shutdown()
+			n.srv.WaitForShutdown()
+			n.srv = nil
+		}
+	})
+	return n
+}
+
+// start runs a server with n's options and waits until it serves clients
+// and JetStream.
+func (n *NATS) start() (*natsserver.Server, error) {
+	opts := n.opts // NewServer keeps and changes the options it is given
+	srv, err := natsserver.NewServer(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(startTimeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("nats server on port %d not ready after %s", opts.Port, startTimeout)
+	}
+	if !srv.JetStreamEnabled() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("nats server on port %d started without JetStream", opts.Port)
+	}
+	return srv, nil
+}
+
+// ClientURL is the URL clients connect to; it stays the same across
+// restarts.
+func (n *NATS) ClientURL() string {
+	return fmt.Sprintf("nats://%s:%d", n.opts.Host, n.opts.Port)
+}
+
+// Server returns the server running now (a new one after each Restart).
+func (n *NATS) Server() *natsserver.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
+}
+
+// Restart shuts the server down, waits until it has stopped, and starts a
+// new one on the same port with the same JetStream store, waiting until it
+// is ready. Connected clients see the connection drop and reconnect.
+func (n *NATS) Restart(t testing.TB) {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+	// The port was just released; another process could take it in
+	// between, so retry briefly rather than fail on the first bind error.
+	var srv *natsserver.Server
+	err := Poll(startTimeout, func() error {
+		var err error
+		srv, err = n.start()
+		return err
 	})
 	if err != nil {
-		t.Fatalf("nats server: %v", err)
+		t.Fatalf("restart nats on port %d: %v", n.opts.Port, err)
 	}
-	s.Start()
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	if !s.ReadyForConnections(startTimeout) {
-		t.Fatalf("nats server not ready after %s", startTimeout)
-	}
-	return s
+	n.srv = srv
 }
 
 // ConnectNATS connects a client to url; it is closed when t ends.
