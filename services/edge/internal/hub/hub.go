@@ -57,7 +57,7 @@ const (
 	// liveBuffer is each room's buffer of live messages. A room that falls
 	// further behind loses messages on the live path, and catches up from
 	// the stream.
-	liveBuffer = 4096
+	liveBuffer = 1024
 	// fetchBatch is how many stored messages one stream read returns.
 	fetchBatch = 256
 	// retryCatchUp is the wait before fetching again after a failed catch-up.

@@ -371,3 +371,32 @@ func BenchmarkFanout5000(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*5000/b.Elapsed().Seconds(), "deliveries/s")
 }
+
+// BenchmarkResume1000 measures a resume that replays 1,000 stored messages
+// (four stream reads) and attaches to the live fan-out.
+func BenchmarkResume1000(b *testing.B) {
+	f := newHub(b)
+	for i := range 1000 {
+		f.store(b, "device:d1", reading(b, "d1", float64(i)))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m := &countingReplayer{}
+		if err := f.hub.Resume(context.Background(), "device:d1", m, From{}); err != nil {
+			b.Fatal(err)
+		}
+		if m.n != 1000 {
+			b.Fatalf("replayed %d messages, want 1000", m.n)
+		}
+		f.hub.Leave("device:d1", m)
+	}
+	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "replayed/s")
+}
+
+type countingReplayer struct{ n int }
+
+func (c *countingReplayer) Deliver([]byte) {}
+func (c *countingReplayer) Replay([]byte) error {
+	c.n++
+	return nil
+}
