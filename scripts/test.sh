@@ -21,6 +21,12 @@ fi
 # Word splitting is intended: GOTESTFLAGS is a list of flags.
 read -r -a extra <<<"${GOTESTFLAGS:-}"
 
+# Tests append figures worth seeing (the chaos test's loss counts and
+# reconnect times) to this file; it is printed with the summary.
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+export SENSORCAST_TEST_REPORT=$report
+
 summary=()
 failures=0
 for dir in "${modules[@]}"; do
@@ -41,6 +47,11 @@ for dir in "${modules[@]}"; do
 	fi
 done
 
+if [[ -s $report ]]; then
+	echo
+	echo "=== test report"
+	sed 's/^/  /' "$report"
+fi
 echo
 echo "=== test summary"
 printf '  %s\n' "${summary[@]}"

@@ -268,13 +268,26 @@ func reconnectStats(clients []*harness.ResumingClient) string {
 	return b.String()
 }
 
-// report logs a line and also prints it to stdout, where a run without -v
-// shows it too.
+// report logs a line and prints it to stdout (shown with -v). go test
+// hides a passing package's output otherwise, so it also appends the line
+// to the file named by SENSORCAST_TEST_REPORT, which `make test` prints in
+// its summary.
 func report(t testing.TB, format string, args ...any) {
 	t.Helper()
-	line := fmt.Sprintf(format, args...)
+	line := fmt.Sprintf("%s: %s\n", t.Name(), fmt.Sprintf(format, args...))
 	t.Log(line)
-	fmt.Fprintf(os.Stdout, "%s: %s\n", t.Name(), line)
+	fmt.Fprint(os.Stdout, line)
+	if path := os.Getenv("SENSORCAST_TEST_REPORT"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Errorf("test report: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := f.WriteString(line); err != nil {
+			t.Errorf("test report: %v", err)
+		}
+	}
 }
 
 // closeCodes adds up the clients' closes by code.
