@@ -136,6 +136,19 @@ func (r *Reader) batch(ctx context.Context, req directGet) (msgs []Msg, pending 
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	// A request in flight when the connection drops is lost with it: give
+	// up at once rather than wait out the timeout.
+	lost := r.nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	defer r.nc.RemoveStatusListener(lost)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-lost:
+			cancel()
+		case <-done:
+		}
+	}()
 	inbox := r.nc.NewInbox()
 	sub, err := r.nc.SubscribeSync(inbox)
 	if err != nil {
