@@ -75,6 +75,109 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_sensorcast_envelope_v1_envelope_proto_rawDescGZIP(), []int{0}
 }
 
+type AlertSeverity int32
+
+const (
+	AlertSeverity_ALERT_SEVERITY_UNSPECIFIED AlertSeverity = 0
+	AlertSeverity_ALERT_SEVERITY_INFO        AlertSeverity = 1
+	AlertSeverity_ALERT_SEVERITY_WARNING     AlertSeverity = 2
+	AlertSeverity_ALERT_SEVERITY_CRITICAL    AlertSeverity = 3
+)
+
+// Enum value maps for AlertSeverity.
+var (
+	AlertSeverity_name = map[int32]string{
+		0: "ALERT_SEVERITY_UNSPECIFIED",
+		1: "ALERT_SEVERITY_INFO",
+		2: "ALERT_SEVERITY_WARNING",
+		3: "ALERT_SEVERITY_CRITICAL",
+	}
+	AlertSeverity_value = map[string]int32{
+		"ALERT_SEVERITY_UNSPECIFIED": 0,
+		"ALERT_SEVERITY_INFO":        1,
+		"ALERT_SEVERITY_WARNING":     2,
+		"ALERT_SEVERITY_CRITICAL":    3,
+	}
+)
+
+func (x AlertSeverity) Enum() *AlertSeverity {
+	p := new(AlertSeverity)
+	*p = x
+	return p
+}
+
+func (x AlertSeverity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlertSeverity) Descriptor() protoreflect.EnumDescriptor {
+	return file_sensorcast_envelope_v1_envelope_proto_enumTypes[1].Descriptor()
+}
+
+func (AlertSeverity) Type() protoreflect.EnumType {
+	return &file_sensorcast_envelope_v1_envelope_proto_enumTypes[1]
+}
+
+func (x AlertSeverity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlertSeverity.Descriptor instead.
+func (AlertSeverity) EnumDescriptor() ([]byte, []int) {
+	return file_sensorcast_envelope_v1_envelope_proto_rawDescGZIP(), []int{1}
+}
+
+type AlertState int32
+
+const (
+	AlertState_ALERT_STATE_UNSPECIFIED AlertState = 0
+	// The condition has held for the rule's hold duration.
+	AlertState_ALERT_STATE_FIRING AlertState = 1
+	// The condition no longer holds.
+	AlertState_ALERT_STATE_RESOLVED AlertState = 2
+)
+
+// Enum value maps for AlertState.
+var (
+	AlertState_name = map[int32]string{
+		0: "ALERT_STATE_UNSPECIFIED",
+		1: "ALERT_STATE_FIRING",
+		2: "ALERT_STATE_RESOLVED",
+	}
+	AlertState_value = map[string]int32{
+		"ALERT_STATE_UNSPECIFIED": 0,
+		"ALERT_STATE_FIRING":      1,
+		"ALERT_STATE_RESOLVED":    2,
+	}
+)
+
+func (x AlertState) Enum() *AlertState {
+	p := new(AlertState)
+	*p = x
+	return p
+}
+
+func (x AlertState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlertState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sensorcast_envelope_v1_envelope_proto_enumTypes[2].Descriptor()
+}
+
+func (AlertState) Type() protoreflect.EnumType {
+	return &file_sensorcast_envelope_v1_envelope_proto_enumTypes[2]
+}
+
+func (x AlertState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlertState.Descriptor instead.
+func (AlertState) EnumDescriptor() ([]byte, []int) {
+	return file_sensorcast_envelope_v1_envelope_proto_rawDescGZIP(), []int{2}
+}
+
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique per reading, shared by the copies published to each of its rooms.
@@ -85,6 +188,7 @@ type Envelope struct {
 	//
 	//	*Envelope_Telemetry
 	//	*Envelope_DeviceStatus
+	//	*Envelope_Alert
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -159,6 +263,15 @@ func (x *Envelope) GetDeviceStatus() *DeviceStatus {
 	return nil
 }
 
+func (x *Envelope) GetAlert() *Alert {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Alert); ok {
+			return x.Alert
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -171,9 +284,15 @@ type Envelope_DeviceStatus struct {
 	DeviceStatus *DeviceStatus `protobuf:"bytes,11,opt,name=device_status,json=deviceStatus,proto3,oneof"`
 }
 
+type Envelope_Alert struct {
+	Alert *Alert `protobuf:"bytes,12,opt,name=alert,proto3,oneof"`
+}
+
 func (*Envelope_Telemetry) isEnvelope_Body() {}
 
 func (*Envelope_DeviceStatus) isEnvelope_Body() {}
+
+func (*Envelope_Alert) isEnvelope_Body() {}
 
 // A device reading: the contract's `telemetry` payload.
 type Telemetry struct {
@@ -405,18 +524,142 @@ func (x *DeviceStatus) GetTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
+// An alert rule firing for a device, or that firing ending: the contract's
+// `alert` payload.
+type Alert struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifies one firing; its resolution carries the same id.
+	AlertId  string        `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	DeviceId string        `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	RuleId   string        `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleName string        `protobuf:"bytes,4,opt,name=rule_name,json=ruleName,proto3" json:"rule_name,omitempty"`
+	Severity AlertSeverity `protobuf:"varint,5,opt,name=severity,proto3,enum=sensorcast.envelope.v1.AlertSeverity" json:"severity,omitempty"`
+	// The telemetry field the rule watches.
+	Field string `protobuf:"bytes,6,opt,name=field,proto3" json:"field,omitempty"`
+	// The value of the reading that fired (or resolved) the rule; booleans
+	// as 1 and 0.
+	Value     float64    `protobuf:"fixed64,7,opt,name=value,proto3" json:"value,omitempty"`
+	Threshold float64    `protobuf:"fixed64,8,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	State     AlertState `protobuf:"varint,9,opt,name=state,proto3,enum=sensorcast.envelope.v1.AlertState" json:"state,omitempty"`
+	// When the reading that fired (or resolved) the rule was taken.
+	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_sensorcast_envelope_v1_envelope_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_sensorcast_envelope_v1_envelope_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_sensorcast_envelope_v1_envelope_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Alert) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *Alert) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Alert) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *Alert) GetRuleName() string {
+	if x != nil {
+		return x.RuleName
+	}
+	return ""
+}
+
+func (x *Alert) GetSeverity() AlertSeverity {
+	if x != nil {
+		return x.Severity
+	}
+	return AlertSeverity_ALERT_SEVERITY_UNSPECIFIED
+}
+
+func (x *Alert) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *Alert) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *Alert) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *Alert) GetState() AlertState {
+	if x != nil {
+		return x.State
+	}
+	return AlertState_ALERT_STATE_UNSPECIFIED
+}
+
+func (x *Alert) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
 var File_sensorcast_envelope_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_sensorcast_envelope_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"%sensorcast/envelope/v1/envelope.proto\x12\x16sensorcast.envelope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x01\n" +
+	"%sensorcast/envelope/v1/envelope.proto\x12\x16sensorcast.envelope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x02\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\vingested_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"ingestedAt\x12A\n" +
 	"\ttelemetry\x18\n" +
 	" \x01(\v2!.sensorcast.envelope.v1.TelemetryH\x00R\ttelemetry\x12K\n" +
-	"\rdevice_status\x18\v \x01(\v2$.sensorcast.envelope.v1.DeviceStatusH\x00R\fdeviceStatusB\x06\n" +
+	"\rdevice_status\x18\v \x01(\v2$.sensorcast.envelope.v1.DeviceStatusH\x00R\fdeviceStatus\x125\n" +
+	"\x05alert\x18\f \x01(\v2\x1d.sensorcast.envelope.v1.AlertH\x00R\x05alertB\x06\n" +
 	"\x04body\"\x82\x03\n" +
 	"\tTelemetry\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
@@ -438,11 +681,33 @@ const file_sensorcast_envelope_v1_envelope_proto_rawDesc = "" +
 	"\fDeviceStatus\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x126\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1e.sensorcast.envelope.v1.StatusR\x06status\x128\n" +
-	"\ttimestamp\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp*G\n" +
+	"\ttimestamp\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"\xf6\x02\n" +
+	"\x05Alert\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12\x1b\n" +
+	"\trule_name\x18\x04 \x01(\tR\bruleName\x12A\n" +
+	"\bseverity\x18\x05 \x01(\x0e2%.sensorcast.envelope.v1.AlertSeverityR\bseverity\x12\x14\n" +
+	"\x05field\x18\x06 \x01(\tR\x05field\x12\x14\n" +
+	"\x05value\x18\a \x01(\x01R\x05value\x12\x1c\n" +
+	"\tthreshold\x18\b \x01(\x01R\tthreshold\x128\n" +
+	"\x05state\x18\t \x01(\x0e2\".sensorcast.envelope.v1.AlertStateR\x05state\x128\n" +
+	"\ttimestamp\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp*G\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_ONLINE\x10\x01\x12\x12\n" +
-	"\x0eSTATUS_OFFLINE\x10\x02BJZHgithub.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1;envelopev1b\x06proto3"
+	"\x0eSTATUS_OFFLINE\x10\x02*\x81\x01\n" +
+	"\rAlertSeverity\x12\x1e\n" +
+	"\x1aALERT_SEVERITY_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ALERT_SEVERITY_INFO\x10\x01\x12\x1a\n" +
+	"\x16ALERT_SEVERITY_WARNING\x10\x02\x12\x1b\n" +
+	"\x17ALERT_SEVERITY_CRITICAL\x10\x03*[\n" +
+	"\n" +
+	"AlertState\x12\x1b\n" +
+	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ALERT_STATE_FIRING\x10\x01\x12\x18\n" +
+	"\x14ALERT_STATE_RESOLVED\x10\x02BJZHgithub.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1;envelopev1b\x06proto3"
 
 var (
 	file_sensorcast_envelope_v1_envelope_proto_rawDescOnce sync.Once
@@ -456,33 +721,40 @@ func file_sensorcast_envelope_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_sensorcast_envelope_v1_envelope_proto_rawDescData
 }
 
-var file_sensorcast_envelope_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sensorcast_envelope_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_sensorcast_envelope_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sensorcast_envelope_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_sensorcast_envelope_v1_envelope_proto_goTypes = []any{
 	(Status)(0),                   // 0: sensorcast.envelope.v1.Status
-	(*Envelope)(nil),              // 1: sensorcast.envelope.v1.Envelope
-	(*Telemetry)(nil),             // 2: sensorcast.envelope.v1.Telemetry
-	(*FieldValue)(nil),            // 3: sensorcast.envelope.v1.FieldValue
-	(*DeviceStatus)(nil),          // 4: sensorcast.envelope.v1.DeviceStatus
-	nil,                           // 5: sensorcast.envelope.v1.Telemetry.FieldsEntry
-	nil,                           // 6: sensorcast.envelope.v1.Telemetry.TagsEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(AlertSeverity)(0),            // 1: sensorcast.envelope.v1.AlertSeverity
+	(AlertState)(0),               // 2: sensorcast.envelope.v1.AlertState
+	(*Envelope)(nil),              // 3: sensorcast.envelope.v1.Envelope
+	(*Telemetry)(nil),             // 4: sensorcast.envelope.v1.Telemetry
+	(*FieldValue)(nil),            // 5: sensorcast.envelope.v1.FieldValue
+	(*DeviceStatus)(nil),          // 6: sensorcast.envelope.v1.DeviceStatus
+	(*Alert)(nil),                 // 7: sensorcast.envelope.v1.Alert
+	nil,                           // 8: sensorcast.envelope.v1.Telemetry.FieldsEntry
+	nil,                           // 9: sensorcast.envelope.v1.Telemetry.TagsEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_sensorcast_envelope_v1_envelope_proto_depIdxs = []int32{
-	7, // 0: sensorcast.envelope.v1.Envelope.ingested_at:type_name -> google.protobuf.Timestamp
-	2, // 1: sensorcast.envelope.v1.Envelope.telemetry:type_name -> sensorcast.envelope.v1.Telemetry
-	4, // 2: sensorcast.envelope.v1.Envelope.device_status:type_name -> sensorcast.envelope.v1.DeviceStatus
-	7, // 3: sensorcast.envelope.v1.Telemetry.timestamp:type_name -> google.protobuf.Timestamp
-	5, // 4: sensorcast.envelope.v1.Telemetry.fields:type_name -> sensorcast.envelope.v1.Telemetry.FieldsEntry
-	6, // 5: sensorcast.envelope.v1.Telemetry.tags:type_name -> sensorcast.envelope.v1.Telemetry.TagsEntry
-	0, // 6: sensorcast.envelope.v1.DeviceStatus.status:type_name -> sensorcast.envelope.v1.Status
-	7, // 7: sensorcast.envelope.v1.DeviceStatus.timestamp:type_name -> google.protobuf.Timestamp
-	3, // 8: sensorcast.envelope.v1.Telemetry.FieldsEntry.value:type_name -> sensorcast.envelope.v1.FieldValue
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	10, // 0: sensorcast.envelope.v1.Envelope.ingested_at:type_name -> google.protobuf.Timestamp
+	4,  // 1: sensorcast.envelope.v1.Envelope.telemetry:type_name -> sensorcast.envelope.v1.Telemetry
+	6,  // 2: sensorcast.envelope.v1.Envelope.device_status:type_name -> sensorcast.envelope.v1.DeviceStatus
+	7,  // 3: sensorcast.envelope.v1.Envelope.alert:type_name -> sensorcast.envelope.v1.Alert
+	10, // 4: sensorcast.envelope.v1.Telemetry.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 5: sensorcast.envelope.v1.Telemetry.fields:type_name -> sensorcast.envelope.v1.Telemetry.FieldsEntry
+	9,  // 6: sensorcast.envelope.v1.Telemetry.tags:type_name -> sensorcast.envelope.v1.Telemetry.TagsEntry
+	0,  // 7: sensorcast.envelope.v1.DeviceStatus.status:type_name -> sensorcast.envelope.v1.Status
+	10, // 8: sensorcast.envelope.v1.DeviceStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 9: sensorcast.envelope.v1.Alert.severity:type_name -> sensorcast.envelope.v1.AlertSeverity
+	2,  // 10: sensorcast.envelope.v1.Alert.state:type_name -> sensorcast.envelope.v1.AlertState
+	10, // 11: sensorcast.envelope.v1.Alert.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 12: sensorcast.envelope.v1.Telemetry.FieldsEntry.value:type_name -> sensorcast.envelope.v1.FieldValue
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_sensorcast_envelope_v1_envelope_proto_init() }
@@ -493,6 +765,7 @@ func file_sensorcast_envelope_v1_envelope_proto_init() {
 	file_sensorcast_envelope_v1_envelope_proto_msgTypes[0].OneofWrappers = []any{
 		(*Envelope_Telemetry)(nil),
 		(*Envelope_DeviceStatus)(nil),
+		(*Envelope_Alert)(nil),
 	}
 	file_sensorcast_envelope_v1_envelope_proto_msgTypes[2].OneofWrappers = []any{
 		(*FieldValue_Number)(nil),
@@ -504,8 +777,8 @@ func file_sensorcast_envelope_v1_envelope_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sensorcast_envelope_v1_envelope_proto_rawDesc), len(file_sensorcast_envelope_v1_envelope_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

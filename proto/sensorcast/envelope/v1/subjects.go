@@ -38,6 +38,7 @@ const (
 const (
 	KindTelemetry    = "telemetry"
 	KindDeviceStatus = "device_status"
+	KindAlert        = "alert"
 )
 
 // RoomSubject returns the stored subject of a message of kind in a room

@@ -41,6 +41,12 @@ func appendRoomMessage(dst []byte, room string, seq uint64, env *envelopev1.Enve
 		dst = appendSeq(dst, seq)
 		dst = append(dst, `,"payload":`...)
 		dst = appendDeviceStatus(dst, body.DeviceStatus)
+	case *envelopev1.Envelope_Alert:
+		dst = append(dst, `{"type":"alert","room":`...)
+		dst = appendString(dst, room)
+		dst = appendSeq(dst, seq)
+		dst = append(dst, `,"payload":`...)
+		dst = appendAlert(dst, body.Alert)
 	default:
 		return dst, ErrUnknownBody
 	}
@@ -110,6 +116,46 @@ func appendDeviceStatus(dst []byte, s *envelopev1.DeviceStatus) []byte {
 	}
 	dst = append(dst, `,"timestamp":`...)
 	dst = appendTime(dst, s.GetTimestamp().AsTime())
+	return append(dst, '}')
+}
+
+func appendAlert(dst []byte, a *envelopev1.Alert) []byte {
+	dst = append(dst, `{"alert_id":`...)
+	dst = appendString(dst, a.GetAlertId())
+	dst = append(dst, `,"device_id":`...)
+	dst = appendString(dst, a.GetDeviceId())
+	dst = append(dst, `,"rule_id":`...)
+	dst = appendString(dst, a.GetRuleId())
+	dst = append(dst, `,"rule_name":`...)
+	dst = appendString(dst, a.GetRuleName())
+	dst = append(dst, `,"severity":`...)
+	switch a.GetSeverity() {
+	case envelopev1.AlertSeverity_ALERT_SEVERITY_INFO:
+		dst = append(dst, `"info"`...)
+	case envelopev1.AlertSeverity_ALERT_SEVERITY_WARNING:
+		dst = append(dst, `"warning"`...)
+	case envelopev1.AlertSeverity_ALERT_SEVERITY_CRITICAL:
+		dst = append(dst, `"critical"`...)
+	default:
+		dst = append(dst, `"unknown"`...)
+	}
+	dst = append(dst, `,"field":`...)
+	dst = appendString(dst, a.GetField())
+	dst = append(dst, `,"value":`...)
+	dst = appendNumber(dst, a.GetValue())
+	dst = append(dst, `,"threshold":`...)
+	dst = appendNumber(dst, a.GetThreshold())
+	dst = append(dst, `,"state":`...)
+	switch a.GetState() {
+	case envelopev1.AlertState_ALERT_STATE_FIRING:
+		dst = append(dst, `"firing"`...)
+	case envelopev1.AlertState_ALERT_STATE_RESOLVED:
+		dst = append(dst, `"resolved"`...)
+	default:
+		dst = append(dst, `"unknown"`...)
+	}
+	dst = append(dst, `,"timestamp":`...)
+	dst = appendTime(dst, a.GetTimestamp().AsTime())
 	return append(dst, '}')
 }
 

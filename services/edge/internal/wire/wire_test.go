@@ -109,6 +109,32 @@ func TestRoomFrameRendersTelemetryAsTheContractSays(t *testing.T) {
 	}
 }
 
+func TestRoomFrameRendersAlerts(t *testing.T) {
+	ts := time.Date(2025, 6, 1, 12, 0, 7, 0, time.UTC)
+	env := &envelopev1.Envelope{Body: &envelopev1.Envelope_Alert{Alert: &envelopev1.Alert{
+		AlertId: "a-17", DeviceId: "sensor-001", RuleId: "rule-1", RuleName: "too hot",
+		Severity: envelopev1.AlertSeverity_ALERT_SEVERITY_CRITICAL, Field: "temperature",
+		Value: 41.2, Threshold: 40, State: envelopev1.AlertState_ALERT_STATE_FIRING, Timestamp: timestamppb.New(ts),
+	}}}
+	frame, err := RoomFrame("group:building-a", 9, env, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"alert","room":"group:building-a","seq":9,"payload":{"alert_id":"a-17","device_id":"sensor-001","rule_id":"rule-1","rule_name":"too hot","severity":"critical","field":"temperature","value":41.2,"threshold":40,"state":"firing","timestamp":"2025-06-01T12:00:07.000Z"},"timestamp":"2025-06-01T12:00:07.000Z"}`
+	if got := string(unframe(t, frame)); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	env.GetAlert().State = envelopev1.AlertState_ALERT_STATE_RESOLVED
+	env.GetAlert().Severity = envelopev1.AlertSeverity_ALERT_SEVERITY_INFO
+	frame, _ = RoomFrame("global", 10, env, ts)
+	var got struct {
+		Payload struct{ State, Severity string } `json:"payload"`
+	}
+	if err := json.Unmarshal(unframe(t, frame), &got); err != nil || got.Payload.State != "resolved" || got.Payload.Severity != "info" {
+		t.Errorf("resolved alert: %+v, %v", got, err)
+	}
+}
+
 func TestRoomFrameRendersDeviceStatus(t *testing.T) {
 	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	env := &envelopev1.Envelope{Body: &envelopev1.Envelope_DeviceStatus{DeviceStatus: &envelopev1.DeviceStatus{
