@@ -16,6 +16,7 @@ type staticDevices map[string]devicecache.Device
 
 func (s staticDevices) Lookup(id string) (devicecache.Device, bool) { d, ok := s[id]; return d, ok }
 func (staticDevices) Loaded() <-chan struct{}                       { return loaded }
+func (staticDevices) RulesFor(string, []string) []devicecache.Rule  { return nil }
 
 // loaded is a closed channel: the static devices are known from the start.
 var loaded = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

@@ -60,8 +60,17 @@ func (m deviceMessage) natsMsgs(trace nats.Header, groups []string) ([]*nats.Msg
 	if m.kind == devicemsg.KindStatus {
 		kind = envelopev1.KindDeviceStatus
 	}
+	return roomMsgs(data, m.envelope.GetId(), kind, m.deviceID, groups, trace), nil
+}
+
+// roomMsgs returns one message of kind per room of a device (its own, each
+// of its groups' and global), all sharing data. Each has a header of its
+// own, trace context copied from trace, because its de-duplication id
+// (id:room) names its room: the same envelope is one message per room to
+// JetStream.
+func roomMsgs(data []byte, id, kind, deviceID string, groups []string, trace nats.Header) []*nats.Msg {
 	rooms := make([]string, 0, 2+len(groups))
-	rooms = append(rooms, room.Device(m.deviceID))
+	rooms = append(rooms, room.Device(deviceID))
 	for _, g := range groups {
 		rooms = append(rooms, room.Group(g))
 	}
@@ -70,8 +79,8 @@ func (m deviceMessage) natsMsgs(trace nats.Header, groups []string) ([]*nats.Msg
 	for i, r := range rooms {
 		header := make(nats.Header, len(trace)+1)
 		maps.Copy(header, trace)
-		header.Set(envelopev1.HeaderMsgID, m.envelope.GetId()+":"+r)
+		header.Set(envelopev1.HeaderMsgID, id+":"+r)
 		msgs[i] = &nats.Msg{Subject: envelopev1.RoomSubject(r, kind), Header: header, Data: data}
 	}
-	return msgs, nil
+	return msgs
 }

@@ -56,7 +56,24 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 	if err != nil {
 		// Shutting down: leave it unacknowledged for redelivery.
 		s.logger.Debug("message left for redelivery", "topic", p.Topic, "err", err)
+		return
 	}
+	s.evaluateRules(ctx, msg, groups)
+}
+
+// evaluateRules hands a reading of a device that alert rules watch to the
+// evaluator. The MQTT acknowledgement does not wait for it: a reading whose
+// evaluation is lost to a crash is only one of a series, and the next one
+// is evaluated against the same shared state.
+func (s *Service) evaluateRules(ctx context.Context, msg deviceMessage, groups []string) {
+	if s.alerts == nil || msg.kind != devicemsg.KindTelemetry {
+		return
+	}
+	rules := s.devices.RulesFor(msg.deviceID, groups)
+	if len(rules) == 0 {
+		return
+	}
+	s.alerts.submit(ctx, alertJob{deviceID: msg.deviceID, groups: groups, rules: rules, reading: msg.envelope.GetTelemetry()})
 }
 
 // admit checks a device against the registry and returns its groups. With

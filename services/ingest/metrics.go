@@ -14,6 +14,8 @@ type metrics struct {
 	rejected      *prometheus.CounterVec // by reason, for every bad message
 	publishErrors prometheus.Counter     // every failed NATS attempt (retried)
 	mqttConnected prometheus.Gauge
+	alerts        *prometheus.CounterVec // by state (firing, resolved), once stored
+	alertErrors   prometheus.Counter     // failed rule evaluations (state store unreachable)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,7 +36,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sensorcast_ingest_mqtt_connected",
 			Help: "1 while connected to the MQTT broker, else 0.",
 		}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorcast_ingest_alerts_total",
+			Help: "Alerts raised by rule evaluation and stored in the room stream, by state (firing, resolved).",
+		}, []string{"state"}),
+		alertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorcast_ingest_alert_errors_total",
+			Help: "Rule evaluations that failed because the alert state store could not be read or written.",
+		}),
 	}
+	m.alerts.WithLabelValues("firing")
+	m.alerts.WithLabelValues("resolved")
 	for _, k := range []devicemsg.Kind{devicemsg.KindTelemetry, devicemsg.KindStatus} {
 		m.messages.WithLabelValues(k.String())
 	}
@@ -44,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.publishErrors, m.mqttConnected} {
+	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.publishErrors, m.mqttConnected, m.alerts, m.alertErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}

@@ -30,7 +30,9 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sensorcast/sensorcast/services/ingest/internal/alerting"
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
@@ -61,6 +63,8 @@ type Devices interface {
 	Lookup(id string) (devicecache.Device, bool)
 	// Loaded is closed once the devices are known.
 	Loaded() <-chan struct{}
+	// RulesFor returns the enabled alert rules that watch a device.
+	RulesFor(deviceID string, groups []string) []devicecache.Rule
 }
 
 // Option configures a Service.
@@ -79,7 +83,8 @@ type Service struct {
 	logger  *slog.Logger
 	metrics *metrics
 	pub     *natspub.Publisher
-	devices Devices // nil: no admission
+	devices Devices    // nil: no admission
+	alerts  *evaluator // nil: no rules to evaluate (no registry)
 	// Warnings about bad messages and NATS failures each have their own
 	// budget, so one kind cannot hide the other.
 	rejectLog  *throttledLog
@@ -148,6 +153,14 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if s.devices != nil {
+		if err := s.openAlerts(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	// Everything stops with ctx, or when the publisher fails, which it
 	// does only if the NATS connection was closed under it.
 	runCtx, stop := context.WithCancel(ctx)
@@ -169,6 +182,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	})
 	workers.Go(func() { s.keepStream(runCtx) })
+	if s.alerts != nil {
+		workers.Go(func() { s.alerts.run(runCtx) })
+	}
 
 	<-runCtx.Done()
 	workers.Wait()
@@ -256,5 +272,24 @@ func (s *Service) Ready() error {
 			return errors.New("device registry not loaded yet")
 		}
 	}
+	return nil
+}
+
+// alertStateIdle is how long a rule's state for a device outlives the
+// device's last reading. Holds and cooldowns are at most 24 hours, so a
+// state idle for longer has nothing left to remember.
+const alertStateIdle = 25 * time.Hour
+
+// openAlerts opens the alert state store that every replica shares.
+func (s *Service) openAlerts(ctx context.Context) error {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	store, err := alerting.OpenStore(ctx, js, alertStateIdle)
+	if err != nil {
+		return err
+	}
+	s.alerts = newEvaluator(store, s.pub, s.logger, s.metrics)
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,11 +36,29 @@ type Device struct {
 	Version int64
 }
 
+// Rule is what the cache keeps of an alert rule.
+type Rule struct {
+	ID   string
+	Name string
+	// Target is the room whose devices the rule watches: "device:<id>" or
+	// "group:<id>".
+	Target    string
+	Field     string
+	Operator  registryv1.Operator
+	Threshold float64
+	Severity  registryv1.Severity
+	Hold      time.Duration
+	Cooldown  time.Duration
+	Enabled   bool
+	Version   int64
+}
+
 // Client is the part of the registry API the cache uses.
 type Client interface {
 	WatchChanges(ctx context.Context, in *registryv1.WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[registryv1.WatchChangesResponse], error)
 	ListDevices(ctx context.Context, in *registryv1.ListDevicesRequest, opts ...grpc.CallOption) (*registryv1.ListDevicesResponse, error)
 	ListGroups(ctx context.Context, in *registryv1.ListGroupsRequest, opts ...grpc.CallOption) (*registryv1.ListGroupsResponse, error)
+	ListAlertRules(ctx context.Context, in *registryv1.ListAlertRulesRequest, opts ...grpc.CallOption) (*registryv1.ListAlertRulesResponse, error)
 }
 
 // listPageSize is the page size of the full load: large pages, few round trips.
@@ -55,6 +74,9 @@ type Cache struct {
 	groups  map[string]int64 // id -> version
 	// members indexes devices by group, for "latest state of a group".
 	members map[string]map[string]struct{}
+	rules   map[string]Rule
+	// targets indexes enabled rules by their target room.
+	targets map[string]map[string]struct{}
 
 	// seq is the last change sequence applied; only Run touches it.
 	seq int64
@@ -68,6 +90,7 @@ func New(client Client, logger *slog.Logger) *Cache {
 	return &Cache{
 		client: client, logger: logger,
 		devices: map[string]Device{}, groups: map[string]int64{}, members: map[string]map[string]struct{}{},
+		rules: map[string]Rule{}, targets: map[string]map[string]struct{}{},
 		loaded: make(chan struct{}),
 	}
 }
@@ -86,6 +109,28 @@ func (c *Cache) GroupExists(id string) bool {
 	_, ok := c.groups[id]
 	c.mu.RUnlock()
 	return ok
+}
+
+// RulesFor returns the enabled alert rules that watch a device: its own and
+// those of its groups, sorted by id.
+func (c *Cache) RulesFor(deviceID string, groups []string) []Rule {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if len(c.targets) == 0 {
+		return nil
+	}
+	var out []Rule
+	add := func(target string) {
+		for id := range c.targets[target] {
+			out = append(out, c.rules[id])
+		}
+	}
+	add("device:" + deviceID)
+	for _, g := range groups {
+		add("group:" + g)
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // GroupMembers returns up to limit ids of the devices in a group, sorted.
@@ -217,14 +262,49 @@ func (c *Cache) load(ctx context.Context) error {
 			break
 		}
 	}
+	rules := map[string]Rule{}
+	for token := ""; ; {
+		resp, err := c.client.ListAlertRules(ctx, &registryv1.ListAlertRulesRequest{PageSize: listPageSize, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("list alert rules: %w", err)
+		}
+		for _, r := range resp.GetAlertRules() {
+			rules[r.GetId()] = ruleFromProto(r)
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
 	members := map[string]map[string]struct{}{}
 	for id, d := range devices {
 		indexGroups(members, id, d.Groups)
 	}
+	targets := map[string]map[string]struct{}{}
+	for _, r := range rules {
+		indexRule(targets, r)
+	}
 	c.mu.Lock()
 	c.devices, c.groups, c.members = devices, groups, members
+	c.rules, c.targets = rules, targets
 	c.mu.Unlock()
 	return nil
+}
+
+func indexRule(targets map[string]map[string]struct{}, r Rule) {
+	if !r.Enabled {
+		return
+	}
+	if targets[r.Target] == nil {
+		targets[r.Target] = map[string]struct{}{}
+	}
+	targets[r.Target][r.ID] = struct{}{}
+}
+
+func unindexRule(targets map[string]map[string]struct{}, r Rule) {
+	delete(targets[r.Target], r.ID)
+	if len(targets[r.Target]) == 0 {
+		delete(targets, r.Target)
+	}
 }
 
 func indexGroups(members map[string]map[string]struct{}, id string, groups []string) {
@@ -272,6 +352,18 @@ func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
 			if cur, ok := c.groups[id]; ok && cur <= v {
 				delete(c.groups, id)
 			}
+		case registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_CREATED, registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_UPDATED:
+			if cur, ok := c.rules[id]; !ok || cur.Version < v {
+				r := ruleFromProto(ch.GetAlertRule())
+				unindexRule(c.targets, cur)
+				indexRule(c.targets, r)
+				c.rules[id] = r
+			}
+		case registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_DELETED:
+			if cur, ok := c.rules[id]; ok && cur.Version <= v {
+				unindexRule(c.targets, cur)
+				delete(c.rules, id)
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -284,6 +376,19 @@ func (c *Cache) deviceCount() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.devices)
+}
+
+func ruleFromProto(r *registryv1.AlertRule) Rule {
+	target := "device:" + r.GetDeviceId()
+	if g := r.GetGroupId(); g != "" {
+		target = "group:" + g
+	}
+	return Rule{
+		ID: r.GetId(), Name: r.GetName(), Target: target, Field: r.GetField(),
+		Operator: r.GetOperator(), Threshold: r.GetThreshold(), Severity: r.GetSeverity(),
+		Hold: r.GetHold().AsDuration(), Cooldown: r.GetCooldown().AsDuration(),
+		Enabled: r.GetEnabled(), Version: r.GetVersion(),
+	}
 }
 
 func fromProto(d *registryv1.Device) Device {

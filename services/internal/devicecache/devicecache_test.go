@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 )
@@ -29,6 +30,7 @@ type fakeRegistry struct {
 	mu       sync.Mutex
 	devices  []*registryv1.Device
 	groups   []*registryv1.Group
+	rules    []*registryv1.AlertRule
 	seq      int64
 	feed     chan *registryv1.Change
 	resumes  []int64 // resume_after of every WatchChanges call
@@ -85,6 +87,12 @@ func (f *fakeRegistry) ListGroups(context.Context, *registryv1.ListGroupsRequest
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return &registryv1.ListGroupsResponse{Groups: f.groups}, nil
+}
+
+func (f *fakeRegistry) ListAlertRules(context.Context, *registryv1.ListAlertRulesRequest) (*registryv1.ListAlertRulesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &registryv1.ListAlertRulesResponse{AlertRules: f.rules}, nil
 }
 
 func start(t *testing.T, f *fakeRegistry) (*Cache, func()) {
@@ -217,5 +225,56 @@ func TestABrokenStreamResumesAndAnExpiredOneReloads(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.lists <= listsBefore {
 		t.Error("no new listing after OUT_OF_RANGE")
+	}
+}
+
+func rule(id string, version int64, enabled bool, target string) *registryv1.AlertRule {
+	r := &registryv1.AlertRule{Id: id, Name: "rule " + id, Field: "temperature", Operator: registryv1.Operator_OPERATOR_GT,
+		Threshold: 40, Severity: registryv1.Severity_SEVERITY_CRITICAL, Enabled: enabled, Version: version,
+		Hold: durationpb.New(2 * time.Second)}
+	if g, ok := strings.CutPrefix(target, "group:"); ok {
+		r.Target = &registryv1.AlertRule_GroupId{GroupId: g}
+	} else {
+		r.Target = &registryv1.AlertRule_DeviceId{DeviceId: strings.TrimPrefix(target, "device:")}
+	}
+	return r
+}
+
+func ruleIDs(rules []Rule) string {
+	var ids []string
+	for _, r := range rules {
+		ids = append(ids, r.ID)
+	}
+	return strings.Join(ids, ",")
+}
+
+func TestTheCacheKeepsAlertRulesByTarget(t *testing.T) {
+	f := &fakeRegistry{
+		devices: []*registryv1.Device{device("a", 1, true, "g1")},
+		groups:  []*registryv1.Group{{Id: "g1", Version: 1}},
+		rules:   []*registryv1.AlertRule{rule("r1", 1, true, "device:a"), rule("r2", 1, true, "group:g1"), rule("r3", 1, false, "device:a"), rule("r4", 1, true, "device:b")},
+		seq:     3,
+		feed:    make(chan *registryv1.Change, 10),
+	}
+	c, _ := start(t, f)
+	eventually(t, "ready", c.Ready)
+	rules := c.RulesFor("a", []string{"g1"})
+	if got := ruleIDs(rules); got != "r1,r2" {
+		t.Fatalf("rules of a in g1: %s, want r1,r2 (r3 is disabled, r4 is b's)", got)
+	}
+	if r := rules[0]; r.Target != "device:a" || r.Hold != 2*time.Second || r.Threshold != 40 || r.Operator != registryv1.Operator_OPERATOR_GT || r.Name != "rule r1" {
+		t.Errorf("rule r1 = %+v", r)
+	}
+
+	f.feed <- &registryv1.Change{Sequence: 4, Kind: registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_UPDATED, Id: "r3", Version: 2,
+		Snapshot: &registryv1.Change_AlertRule{AlertRule: rule("r3", 2, true, "device:a")}}
+	f.feed <- &registryv1.Change{Sequence: 5, Kind: registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_UPDATED, Id: "r1", Version: 2,
+		Snapshot: &registryv1.Change_AlertRule{AlertRule: rule("r1", 2, true, "group:g2")}}
+	f.feed <- &registryv1.Change{Sequence: 6, Kind: registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_DELETED, Id: "r2", Version: 1}
+	f.feed <- &registryv1.Change{Sequence: 7, Kind: registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_CREATED, Id: "r5", Version: 1,
+		Snapshot: &registryv1.Change_AlertRule{AlertRule: rule("r5", 1, true, "group:g1")}}
+	eventually(t, "rule changes applied", func() bool { return ruleIDs(c.RulesFor("a", []string{"g1"})) == "r3,r5" })
+	if got := ruleIDs(c.RulesFor("x", []string{"g2"})); got != "r1" {
+		t.Errorf("rules of a device in g2: %s, want r1 (moved there)", got)
 	}
 }
