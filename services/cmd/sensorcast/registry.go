@@ -8,12 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
@@ -111,5 +113,23 @@ func registerDemoFleet(ctx context.Context, addr, token string, sim simulator.Co
 		}
 		return fmt.Errorf("register the demo devices: %w", err)
 	}
+	// A rule the simulated devices trip now and then, so alerts show up.
+	_, err = client.CreateAlertRule(ctx, &registryv1.CreateAlertRuleRequest{AlertRule: &registryv1.AlertRule{
+		Id:        demoRule,
+		Name:      "door left open",
+		Target:    &registryv1.AlertRule_GroupId{GroupId: simulatedGroup},
+		Field:     "door_open",
+		Operator:  registryv1.Operator_OPERATOR_EQ,
+		Threshold: 1,
+		Severity:  registryv1.Severity_SEVERITY_WARNING,
+		Hold:      durationpb.New(10 * time.Second),
+		Enabled:   true,
+	}})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("register the demo alert rule: %w", err)
+	}
 	return nil
 }
+
+// demoRule is the id of the demo fleet's alert rule.
+const demoRule = "rule-demo-door-open"
