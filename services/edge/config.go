@@ -51,6 +51,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Session.RateLimit, "rate-limit", d.RateLimit, "client messages per second per connection")
 	fs.IntVar(&c.Session.RateBurst, "rate-burst", d.RateBurst, "burst of client messages per connection")
 	fs.IntVar(&c.Session.MaxRooms, "max-rooms", d.MaxRooms, "rooms one connection may be in")
+	fs.Float64Var(&c.Session.CommandRate, "command-rate", d.CommandRate, "commands per second one connection may send (excess ones are rejected)")
+	fs.IntVar(&c.Session.CommandBurst, "command-burst", d.CommandBurst, "commands a connection may send at once before command-rate applies")
+	fs.DurationVar(&c.Session.CommandTimeout, "command-timeout", d.CommandTimeout, "how long a command waits for its device when the client gives no timeout_ms")
+	fs.DurationVar(&c.Session.MaxCommandTimeout, "max-command-timeout", d.MaxCommandTimeout, "the longest timeout_ms a client may ask for")
 	fs.IntVar(&c.Session.LatestDevices, "latest-devices", d.LatestDevices, "devices whose latest state a `latest` subscribe sends, per room")
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sensorcast/sensorcast/services/edge/internal/command"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/liveview"
 	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
@@ -39,6 +40,7 @@ type Service struct {
 	conns     []*nats.Conn
 	verifier  *auth.Verifier
 	hub       *hub.Hub
+	commands  *command.Dispatcher
 	tracker   *presence.Tracker
 	catalog   session.Catalog
 	metrics   *session.Metrics
@@ -87,12 +89,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token keys: %w", err)
 	}
+	commands, err := command.New(deps.NATS[0], command.NewMetrics(deps.Registry), deps.Logger)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		cfg:      cfg,
 		logger:   deps.Logger,
 		conns:    deps.NATS,
 		verifier: verifier,
 		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger),
+		commands: commands,
 		metrics:  session.NewMetrics(deps.Registry),
 		gatherer: deps.Registry,
 		catalog:  deps.Catalog,
@@ -193,6 +200,7 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 		s.drain(srv)
 		stopTracker()
 		s.hub.Close()
+		s.commands.Close()
 		return nil
 	})
 	s.logger.Info("edge listening", "addr", ln.Addr().String(), "pod", s.cfg.PodName)
@@ -265,6 +273,7 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	sess := session.New(nuid.Next(), conn, claims, s.cfg.Session, session.Deps{
 		Rooms:    s.hub,
 		Presence: s.tracker,
+		Commands: s.commands,
 		Catalog:  s.catalog,
 		Metrics:  s.metrics,
 		Logger:   s.logger.With("user_id", claims.Subject),

@@ -33,20 +33,31 @@ type Config struct {
 	// LatestDevices caps how many devices' latest state a `latest`
 	// subscribe sends per room.
 	LatestDevices int
+	// CommandRate (per second) and CommandBurst bound the commands one
+	// connection sends; CommandTimeout is a command's default TTL, and
+	// MaxCommandTimeout the longest a client may ask for.
+	CommandRate       float64
+	CommandBurst      int
+	CommandTimeout    time.Duration
+	MaxCommandTimeout time.Duration
 }
 
 // Defaults returns the contract's defaults.
 func Defaults() Config {
 	return Config{
-		PingInterval:    54 * time.Second,
-		PongTimeout:     60 * time.Second,
-		WriteTimeout:    10 * time.Second,
-		MaxMessageBytes: 8192,
-		SendQueue:       256,
-		RateLimit:       20,
-		RateBurst:       40,
-		MaxRooms:        256,
-		LatestDevices:   1000,
+		PingInterval:      54 * time.Second,
+		PongTimeout:       60 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxMessageBytes:   8192,
+		SendQueue:         256,
+		RateLimit:         20,
+		RateBurst:         40,
+		MaxRooms:          256,
+		LatestDevices:     1000,
+		CommandRate:       2,
+		CommandBurst:      10,
+		CommandTimeout:    30 * time.Second,
+		MaxCommandTimeout: time.Hour,
 	}
 }
 
@@ -65,6 +76,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rate limit must be positive and rate burst at least 1")
 	case c.MaxRooms < 1:
 		return fmt.Errorf("max rooms must be at least 1, got %d", c.MaxRooms)
+	case c.CommandRate <= 0 || c.CommandBurst < 1:
+		return fmt.Errorf("command rate must be positive and command burst at least 1")
+	case c.CommandTimeout <= 0 || c.MaxCommandTimeout < c.CommandTimeout:
+		return fmt.Errorf("command timeout must be positive and at most the max command timeout")
 	case c.LatestDevices < 0:
 		return fmt.Errorf("latest devices must not be negative, got %d", c.LatestDevices)
 	}

@@ -3,9 +3,11 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/sensorcast/sensorcast/services/edge/internal/command"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/room"
@@ -36,7 +38,7 @@ func (s *Session) handle(data []byte) {
 	case wire.TypePresence:
 		err = s.presenceOf(msg)
 	case wire.TypeCommand:
-		s.rejectCommand(msg)
+		err = s.command(msg, now)
 	default:
 		s.metrics.ClientFrames.WithLabelValues("unknown").Inc()
 		s.replyError(msg.RequestID, wire.Errorf(wire.CodeUnknownType, "unknown message type %q", truncate(msg.Type)))
@@ -276,17 +278,94 @@ func (s *Session) presenceOf(msg wire.ClientMessage) error {
 	return nil
 }
 
-// rejectCommand answers `command` until command routing exists, in the
-// contract's own terms, so clients see a final status instead of silence.
-func (s *Session) rejectCommand(msg wire.ClientMessage) {
-	var p struct {
-		DeviceID string `json:"device_id"`
+// command sends a command to a device for the client, if its token grants
+// control of the device (through the device's room or one of its groups').
+// Every outcome, refusals included, is a command_result with the request's
+// id; malformed payloads get an error.
+func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
+	var p wire.CommandPayload
+	if err := wire.DecodePayload(msg.Payload, &p); err != nil {
+		return err
 	}
-	_ = wire.DecodePayload(msg.Payload, &p)
-	s.send(wire.ReplyFrame(wire.TypeCommandResult, msg.RequestID, wire.CommandResultPayload{
-		DeviceID: p.DeviceID,
-		Status:   "rejected",
-		Result:   map[string]string{"reason": "commands are not supported by this server yet"},
+	if !room.ValidID(p.DeviceID) {
+		return wire.Errorf(wire.CodeInvalidPayload, `"device_id" must be 1–%d characters of A–Z a–z 0–9 _ - :`, room.MaxIDLen)
+	}
+	if !validCommandName(p.Name) {
+		return wire.Errorf(wire.CodeInvalidPayload, `"name" must be 1–64 characters of A–Z a–z 0–9 _ - .`)
+	}
+	ttl := s.cfg.CommandTimeout
+	if p.TimeoutMS != 0 {
+		ttl = time.Duration(p.TimeoutMS) * time.Millisecond
+		if p.TimeoutMS < 0 || ttl > s.cfg.MaxCommandTimeout {
+			return wire.Errorf(wire.CodeInvalidPayload, `"timeout_ms" must be between 1 and %d`, s.cfg.MaxCommandTimeout.Milliseconds())
+		}
+	}
+	reject := func(why string) error {
+		s.send(wire.ReplyFrame(wire.TypeCommandResult, msg.RequestID, wire.CommandResultPayload{
+			DeviceID: p.DeviceID, Status: "rejected", Result: map[string]string{"reason": why},
+		}, now))
+		return nil
+	}
+	if s.commands == nil {
+		return reject("commands are not available on this server")
+	}
+	if !s.mayCommand(p.DeviceID) {
+		s.metrics.ClientErrors.WithLabelValues(wire.CodeForbidden).Inc()
+		return reject("the token does not grant control of this device")
+	}
+	if !s.commandLimiter.allow(now) {
+		s.metrics.ClientErrors.WithLabelValues(wire.CodeRateLimited).Inc()
+		return reject(fmt.Sprintf("too many commands; at most %g per second", s.cfg.CommandRate))
+	}
+	s.commands.Send(s, msg.RequestID, command.Request{DeviceID: p.DeviceID, Name: p.Name, Params: p.Params, TTL: ttl})
+	return nil
+}
+
+// mayCommand checks the token's command grants against the device's room
+// and, when the registry is followed, its groups' rooms. An unknown device
+// is not commandable.
+func (s *Session) mayCommand(deviceID string) bool {
+	if s.claims.MayCommand(room.Device(deviceID)) {
+		return s.catalog == nil || s.known(deviceID)
+	}
+	if s.catalog == nil {
+		return false
+	}
+	d, ok := s.catalog.Lookup(deviceID)
+	if !ok {
+		return false
+	}
+	for _, g := range d.Groups {
+		if s.claims.MayCommand(room.Group(g)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Session) known(deviceID string) bool {
+	_, ok := s.catalog.Lookup(deviceID)
+	return ok
+}
+
+func validCommandName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// CommandResult sends a command's status change to the client. It is
+// called from the command dispatcher's goroutines, so it queues without
+// waiting, like a room message.
+func (s *Session) CommandResult(requestID string, r command.Result) {
+	s.Deliver(wire.ReplyFrame(wire.TypeCommandResult, requestID, wire.CommandResultPayload{
+		CommandID: r.CommandID, DeviceID: r.DeviceID, Status: r.Status, Result: r.Result,
 	}, time.Now()))
 }
 

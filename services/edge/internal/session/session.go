@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sensorcast/sensorcast/services/edge/internal/command"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/auth"
@@ -41,10 +42,17 @@ type Catalog interface {
 	Ready() bool
 }
 
+// Commands sends commands to devices and reports their results back.
+type Commands interface {
+	Send(sink command.Sink, requestID string, req command.Request) string
+	Forget(sink command.Sink)
+}
+
 // Deps are what every session of a pod shares.
 type Deps struct {
 	Rooms    Rooms
 	Presence Presence
+	Commands Commands
 	// Catalog, when set, rejects rooms of devices and groups that do not
 	// exist; nil accepts every well-formed room.
 	Catalog Catalog
@@ -77,14 +85,16 @@ type Session struct {
 	claims   *auth.Claims
 	rooms    Rooms
 	presence Presence
+	commands Commands
 	catalog  Catalog
 	cfg      Config
 	metrics  *Metrics
 	logger   *slog.Logger
 
 	// Owned by the read loop.
-	joined  []string
-	limiter tokenBucket
+	joined         []string
+	limiter        tokenBucket
+	commandLimiter tokenBucket
 
 	// pinger enqueues a WebSocket ping every PingInterval.
 	pinger *time.Timer
@@ -109,17 +119,19 @@ type Session struct {
 // New wraps an upgraded connection. Run must be called to serve it.
 func New(id string, conn *websocket.Conn, claims *auth.Claims, cfg Config, deps Deps) *Session {
 	s := &Session{
-		id:       id,
-		conn:     conn,
-		netConn:  conn.NetConn(),
-		claims:   claims,
-		rooms:    deps.Rooms,
-		presence: deps.Presence,
-		catalog:  deps.Catalog,
-		cfg:      cfg,
-		metrics:  deps.Metrics,
-		logger:   deps.Logger,
-		limiter:  newTokenBucket(cfg.RateLimit, cfg.RateBurst, time.Now()),
+		id:             id,
+		conn:           conn,
+		netConn:        conn.NetConn(),
+		claims:         claims,
+		rooms:          deps.Rooms,
+		presence:       deps.Presence,
+		commands:       deps.Commands,
+		catalog:        deps.Catalog,
+		cfg:            cfg,
+		metrics:        deps.Metrics,
+		logger:         deps.Logger,
+		limiter:        newTokenBucket(cfg.RateLimit, cfg.RateBurst, time.Now()),
+		commandLimiter: newTokenBucket(cfg.CommandRate, cfg.CommandBurst, time.Now()),
 	}
 	s.drained = sync.NewCond(&s.mu)
 	return s
@@ -257,6 +269,9 @@ func (s *Session) Run(ctx context.Context) {
 
 	reason := s.readLoop()
 	s.finish()
+	if s.commands != nil {
+		s.commands.Forget(s)
+	}
 
 	for _, r := range s.joined {
 		s.rooms.Leave(r, s)

@@ -166,6 +166,14 @@ type ErrorPayload struct {
 	Error string `json:"error"`
 }
 
+// CommandPayload is the payload of a client's `command`.
+type CommandPayload struct {
+	DeviceID  string         `json:"device_id"`
+	Name      string         `json:"name"`
+	Params    map[string]any `json:"params,omitempty"`
+	TimeoutMS int64          `json:"timeout_ms,omitempty"`
+}
+
 // CommandResultPayload is the payload of `command_result`.
 type CommandResultPayload struct {
 	CommandID string `json:"command_id,omitempty"`

@@ -1,0 +1,269 @@
+// Package command carries a dashboard's commands to devices and their
+// results back to the connection that sent them.
+//
+// The edge sends each command as a NATS request to the ingest replicas
+// (one of them publishes it to the device over MQTT and answers accepted or
+// rejected); the device's acknowledgements come back, through whichever
+// replica received them, on this edge's own result subject. The
+// Dispatcher is the one place that knows each command in flight, so it
+// alone decides what its requester sees: statuses only move forward
+// (accepted, delivered, then one final status), a final status is sent
+// once, and a command whose device has not finished within its TTL ends
+// as timeout. Late or duplicate acknowledgements are dropped.
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commandv1 "github.com/sensorcast/sensorcast/proto/sensorcast/command/v1"
+)
+
+// Sink receives the status changes of a command: it is the requesting
+// connection. Result must not block.
+type Sink interface {
+	CommandResult(requestID string, r Result)
+}
+
+// Result is one status change, in the contract's terms.
+type Result struct {
+	CommandID string
+	DeviceID  string
+	Status    string // accepted, delivered, succeeded, failed, timeout, rejected
+	Result    map[string]any
+}
+
+// Request is a command a connection wants sent.
+type Request struct {
+	DeviceID string
+	Name     string
+	Params   map[string]any
+	TTL      time.Duration
+}
+
+// requestTimeout bounds the wait for an ingest replica to accept a command.
+const requestTimeout = 5 * time.Second
+
+// Dispatcher sends commands and routes their results. Create it with New.
+type Dispatcher struct {
+	nc      *nats.Conn
+	token   string
+	sub     *nats.Subscription
+	logger  *slog.Logger
+	metrics *Metrics
+
+	perDevice *deviceLimiter
+
+	mu       sync.Mutex
+	inflight map[string]*inflight
+	closed   bool
+	wg       sync.WaitGroup // request goroutines
+}
+
+type inflight struct {
+	sink      Sink
+	requestID string
+	deviceID  string
+	rank      int
+	timer     *time.Timer
+}
+
+// Per-device limit of commands through one pod: a device is a small
+// machine, and a dashboard full of buttons should not flood it.
+const (
+	DeviceRate  = 2.0
+	DeviceBurst = 5
+)
+
+// New subscribes to this edge's result subject on nc.
+func New(nc *nats.Conn, metrics *Metrics, logger *slog.Logger) (*Dispatcher, error) {
+	d := &Dispatcher{
+		nc: nc, token: nuid.Next(), logger: logger, metrics: metrics,
+		perDevice: newDeviceLimiter(DeviceRate, DeviceBurst), inflight: map[string]*inflight{},
+	}
+	sub, err := nc.Subscribe(commandv1.ResultSubject(d.token), d.onResult)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to command results: %w", err)
+	}
+	d.sub = sub
+	return d, nil
+}
+
+// Send starts a command and returns its id at once; its statuses reach
+// sink, under requestID, as they happen.
+func (d *Dispatcher) Send(sink Sink, requestID string, req Request) string {
+	id := commandv1.NewCommandID(d.token, nuid.Next())
+	if !d.perDevice.allow(req.DeviceID, time.Now()) {
+		d.metrics.Results.WithLabelValues("rejected").Inc()
+		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("too many commands for this device; try again shortly")})
+		return id
+	}
+	params, err := structpb.NewStruct(req.Params)
+	if err != nil {
+		// Params come from decoded JSON, which always converts.
+		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("params are not a JSON object")})
+		return id
+	}
+	data, err := proto.Marshal(&commandv1.Command{
+		CommandId: id, DeviceId: req.DeviceID, Name: req.Name, Params: params,
+		IssuedAt: timestamppb.Now(), TtlMs: req.TTL.Milliseconds(),
+	})
+	if err != nil {
+		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("command could not be encoded")})
+		return id
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("server shutting down")})
+		return id
+	}
+	f := &inflight{sink: sink, requestID: requestID, deviceID: req.DeviceID}
+	d.inflight[id] = f
+	f.timer = time.AfterFunc(req.TTL, func() {
+		d.deliver(id, Result{CommandID: id, DeviceID: req.DeviceID, Status: "timeout", Result: reason("the device did not finish the command within its timeout")})
+	})
+	d.wg.Add(1)
+	d.mu.Unlock()
+	d.metrics.Sent.Inc()
+
+	go func() {
+		defer d.wg.Done()
+		d.deliver(id, d.request(req.DeviceID, id, data))
+	}()
+	return id
+}
+
+// request hands the command to an ingest replica and returns its answer.
+func (d *Dispatcher) request(deviceID, id string, data []byte) Result {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	msg, err := d.nc.RequestWithContext(ctx, commandv1.SendSubject(deviceID), data)
+	if err != nil {
+		why := "devices are unreachable right now, try again"
+		if !errors.Is(err, nats.ErrNoResponders) {
+			d.logger.Warn("sending a command failed", "command_id", id, "device_id", deviceID, "err", err)
+		}
+		return Result{CommandID: id, DeviceID: deviceID, Status: "rejected", Result: reason(why)}
+	}
+	r, ok := decode(msg.Data)
+	if !ok || r.CommandID != id {
+		return Result{CommandID: id, DeviceID: deviceID, Status: "rejected", Result: reason("the answer to the command could not be read")}
+	}
+	return r
+}
+
+// onResult takes a device's acknowledgement relayed by ingest.
+func (d *Dispatcher) onResult(msg *nats.Msg) {
+	r, ok := decode(msg.Data)
+	if !ok {
+		d.metrics.Dropped.WithLabelValues("undecodable").Inc()
+		return
+	}
+	d.deliver(r.CommandID, r)
+}
+
+// deliver forwards a status change if it moves the command forward.
+func (d *Dispatcher) deliver(id string, r Result) {
+	rank := rankOf(r.Status)
+	d.mu.Lock()
+	f, ok := d.inflight[id]
+	if !ok || rank <= f.rank {
+		d.mu.Unlock()
+		d.metrics.Dropped.WithLabelValues("late_or_duplicate").Inc()
+		return
+	}
+	f.rank = rank
+	if rank == rankFinal {
+		delete(d.inflight, id)
+		f.timer.Stop()
+	}
+	d.mu.Unlock()
+	r.DeviceID = f.deviceID
+	d.metrics.Results.WithLabelValues(r.Status).Inc()
+	f.sink.CommandResult(f.requestID, r)
+}
+
+// Forget drops the commands of a sink that went away: nobody is left to
+// tell how they end.
+func (d *Dispatcher) Forget(sink Sink) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, f := range d.inflight {
+		if f.sink == sink {
+			f.timer.Stop()
+			delete(d.inflight, id)
+		}
+	}
+}
+
+// Close stops taking commands, waits for requests under way and drops the
+// result subscription.
+func (d *Dispatcher) Close() {
+	d.mu.Lock()
+	d.closed = true
+	for id, f := range d.inflight {
+		f.timer.Stop()
+		delete(d.inflight, id)
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+	if err := d.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		d.logger.Warn("unsubscribing from command results failed", "err", err)
+	}
+}
+
+// Ranks: statuses only move forward.
+const (
+	rankAccepted  = 1
+	rankDelivered = 2
+	rankFinal     = 3
+)
+
+func rankOf(status string) int {
+	switch status {
+	case "accepted":
+		return rankAccepted
+	case "delivered":
+		return rankDelivered
+	default:
+		return rankFinal
+	}
+}
+
+var statusNames = map[commandv1.Status]string{
+	commandv1.Status_STATUS_ACCEPTED:  "accepted",
+	commandv1.Status_STATUS_DELIVERED: "delivered",
+	commandv1.Status_STATUS_SUCCEEDED: "succeeded",
+	commandv1.Status_STATUS_FAILED:    "failed",
+	commandv1.Status_STATUS_TIMEOUT:   "timeout",
+	commandv1.Status_STATUS_REJECTED:  "rejected",
+}
+
+func decode(data []byte) (Result, bool) {
+	var r commandv1.Result
+	if err := proto.Unmarshal(data, &r); err != nil {
+		return Result{}, false
+	}
+	status, ok := statusNames[r.GetStatus()]
+	if !ok || r.GetCommandId() == "" {
+		return Result{}, false
+	}
+	var result map[string]any
+	if r.GetResult() != nil {
+		result = r.GetResult().AsMap()
+	}
+	return Result{CommandID: r.GetCommandId(), DeviceID: r.GetDeviceId(), Status: status, Result: result}, true
+}
+
+func reason(why string) map[string]any { return map[string]any{"reason": why} }
