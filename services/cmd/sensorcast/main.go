@@ -56,6 +56,8 @@ Commands:
   ingest    MQTT -> NATS ingest replica
   edge      WebSocket edge pod
   registry  device registry: gRPC API for devices, groups and alert rules
+  simulate  simulated devices against an MQTT broker (telemetry, status,
+            answers to commands)
   devices   manage devices through the registry: create, get, list, update,
             delete, import --csv, set-secret
   groups    manage device groups through the registry: create, get, list,
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runEdge(ctx, rest, getenv, stderr)
 	case "registry":
 		return runRegistry(ctx, rest, getenv, stderr)
+	case "simulate":
+		return runSimulate(ctx, rest, getenv, stderr)
 	case "devices":
 		return runDevices(ctx, rest, cliIO{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr})
 	case "groups":

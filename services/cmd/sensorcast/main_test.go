@@ -41,6 +41,7 @@ func TestMistakesAreReportedClearly(t *testing.T) {
 		"an edge without token keys": {[]string{"edge"}, nil, "SENSORCAST_JWT_SECRET"},
 		"a bad duration in the env":  {[]string{"edge"}, map[string]string{"SENSORCAST_PING_INTERVAL": "often"}, "SENSORCAST_PING_INTERVAL"},
 		"a bad log level":            {[]string{"edge", "--log-level", "loud", "--jwt-secret", "0123456789abcdef"}, nil, "SENSORCAST_LOG_LEVEL"},
+		"a simulator of no devices":  {[]string{"simulate", "--devices", "0"}, nil, "devices must be at least 1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
