@@ -23,7 +23,7 @@ func (s *Session) handle(data []byte) {
 		s.replyError(msg.RequestID, err)
 		return
 	}
-	if !s.limiter.allow(now) {
+	if !s.limiter.Allow(now) {
 		s.metrics.ClientFrames.WithLabelValues("rate_limited").Inc()
 		s.replyError(msg.RequestID, wire.Errorf(wire.CodeRateLimited, "too many messages; at most %g per second", s.cfg.RateLimit))
 		return
@@ -313,7 +313,7 @@ func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
 		s.metrics.ClientErrors.WithLabelValues(wire.CodeForbidden).Inc()
 		return reject("the token does not grant control of this device")
 	}
-	if !s.commandLimiter.allow(now) {
+	if !s.commandLimiter.Allow(now) {
 		s.metrics.ClientErrors.WithLabelValues(wire.CodeRateLimited).Inc()
 		return reject(fmt.Sprintf("too many commands; at most %g per second", s.cfg.CommandRate))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge/internal/command"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
+	"github.com/sensorcast/sensorcast/services/edge/internal/ratelimit"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/auth"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
@@ -93,8 +94,8 @@ type Session struct {
 
 	// Owned by the read loop.
 	joined         []string
-	limiter        tokenBucket
-	commandLimiter tokenBucket
+	limiter        ratelimit.Bucket
+	commandLimiter ratelimit.Bucket
 
 	// pinger enqueues a WebSocket ping every PingInterval.
 	pinger *time.Timer
@@ -130,8 +131,8 @@ func New(id string, conn *websocket.Conn, claims *auth.Claims, cfg Config, deps 
 		cfg:            cfg,
 		metrics:        deps.Metrics,
 		logger:         deps.Logger,
-		limiter:        newTokenBucket(cfg.RateLimit, cfg.RateBurst, time.Now()),
-		commandLimiter: newTokenBucket(cfg.CommandRate, cfg.CommandBurst, time.Now()),
+		limiter:        ratelimit.New(cfg.RateLimit, cfg.RateBurst, time.Now()),
+		commandLimiter: ratelimit.New(cfg.CommandRate, cfg.CommandBurst, time.Now()),
 	}
 	s.drained = sync.NewCond(&s.mu)
 	return s
@@ -194,14 +195,15 @@ func (s *Session) closeWithFrame(frame []byte, metricReason string) {
 // against the slow-consumer limit they wait while the queue is half full:
 // a client that floods us without reading its replies is simply read no
 // further (TCP back-pressure), while room messages are never held up.
-func (s *Session) send(frame []byte) {
+// It reports whether the frame was queued (false: the session is closing).
+func (s *Session) send(frame []byte) bool {
 	s.mu.Lock()
 	for len(s.queue) >= s.cfg.SendQueue/2+1 && s.closeFrame == nil {
 		s.drained.Wait()
 	}
 	if s.closeFrame != nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.queue = append(s.queue, frame)
 	start := s.startFlushLocked()
@@ -209,6 +211,7 @@ func (s *Session) send(frame []byte) {
 	if start {
 		go s.flush()
 	}
+	return true
 }
 
 // errClosed is what Replay returns once the session is closing.
@@ -217,10 +220,7 @@ var errClosed = errors.New("session closed")
 // Replay queues a replayed room message with the back-pressure of a reply:
 // a replay goes only as fast as the client reads.
 func (s *Session) Replay(frame []byte) error {
-	s.send(frame)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closeFrame != nil {
+	if !s.send(frame) {
 		return errClosed
 	}
 	return nil
