@@ -184,3 +184,29 @@ func TestNoRoomMessageOvertakesTheSubscribedReply(t *testing.T) {
 		c.conn.Close()
 	}
 }
+
+func TestLatestIsCappedPerRoom(t *testing.T) {
+	e := startEdge(t, func(c *Config) { c.Session.LatestDevices = 2 })
+	for i, d := range []string{"d1", "d2", "d3"} {
+		e.publish(t, "device:"+d, d, float64(i))
+		e.publish(t, "global", d, float64(i))
+	}
+	c := e.dial(t, token(t, "u", "global"))
+	c.subscribeWith(map[string]any{"rooms": []string{"global"}, "latest": true})
+	// Two devices' snapshots (they only sent telemetry), then the live message.
+	e.publish(t, "global", "d9", 99)
+	var snapshot []string
+	for {
+		r := c.reading()
+		if r.Seq != 0 {
+			if r.Temp != 99 {
+				t.Fatalf("live message %+v, want d9's", r)
+			}
+			break
+		}
+		snapshot = append(snapshot, r.Device)
+	}
+	if len(snapshot) != 2 {
+		t.Fatalf("snapshot %v with --latest-devices 2, want 2 devices", snapshot)
+	}
+}

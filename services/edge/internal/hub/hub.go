@@ -24,6 +24,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,14 +171,16 @@ func (x *Held) Release() { x.hub.release(x.room) }
 type From struct {
 	// Seq: replay the room's stored messages after this sequence.
 	Seq uint64
-	// Snapshot first sends the last telemetry and status of Devices
-	// (without a sequence: they are a snapshot, not the room's history),
-	// then the room from the snapshot on; Seq is then ignored.
+	// Snapshot first sends the last telemetry and status of Devices as of
+	// stream sequence Seq (without a sequence: they are a snapshot, not
+	// the room's history), then the room after Seq. Take Seq from Position
+	// before telling the client it is subscribed.
 	Snapshot bool
 	Devices  []string
-	// AllDevices snapshots every device instead of Devices (as many as one
-	// stream read returns); for when no device list is known.
-	AllDevices bool
+	// AnyDevices, when positive, snapshots up to that many devices of any
+	// room instead of Devices (at most two messages each); for when no
+	// device list is known.
+	AnyDevices int
 }
 
 // Resume adds sub to a room the way a reconnecting client needs it: it
@@ -193,7 +196,7 @@ func (h *Hub) Resume(ctx context.Context, name string, sub Replayer, from From) 
 
 	pos := from.Seq
 	if from.Snapshot {
-		if pos, err = h.snapshot(ctx, r, sub, from); err != nil {
+		if err := h.snapshot(ctx, r, sub, from); err != nil {
 			return err
 		}
 	}
@@ -234,15 +237,11 @@ func (h *Hub) replay(ctx context.Context, r *room, sub Replayer, pos uint64) (ui
 	}
 }
 
-// snapshot sends sub the latest telemetry and status of the devices in from
-// and returns the stream sequence the snapshot is consistent up to.
-func (h *Hub) snapshot(ctx context.Context, r *room, sub Replayer, from From) (uint64, error) {
-	state, err := r.reader.State(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("%w: latest of %s: %v", ErrUnavailable, r.name, err)
-	}
+// snapshot sends sub the latest telemetry and status of the devices in
+// from, as of stream sequence from.Seq.
+func (h *Hub) snapshot(ctx context.Context, r *room, sub Replayer, from From) error {
 	var subjects []string
-	if from.AllDevices {
+	if from.AnyDevices > 0 {
 		subjects = []string{
 			envelopev1.RoomSubject("device:*", envelopev1.KindTelemetry),
 			envelopev1.RoomSubject("device:*", envelopev1.KindDeviceStatus),
@@ -255,20 +254,49 @@ func (h *Hub) snapshot(ctx context.Context, r *room, sub Replayer, from From) (u
 	}
 	for len(subjects) > 0 {
 		n := min(len(subjects), roomstream.MaxMultiLast)
-		msgs, err := r.reader.MultiLast(ctx, subjects[:n], state.LastSeq)
+		msgs, err := r.reader.MultiLast(ctx, subjects[:n], from.Seq)
 		if err != nil {
-			return 0, fmt.Errorf("%w: latest of %s: %v", ErrUnavailable, r.name, err)
+			return fmt.Errorf("%w: latest of %s: %v", ErrUnavailable, r.name, err)
+		}
+		if from.AnyDevices > 0 {
+			msgs = firstDevices(msgs, from.AnyDevices)
 		}
 		for _, m := range msgs {
 			if frame, _, ok := h.render(r.name, 0, m.Data); ok {
 				if err := sub.Replay(frame); err != nil {
-					return 0, err
+					return err
 				}
 			}
 		}
 		subjects = subjects[n:]
 	}
+	return nil
+}
+
+// Position returns the stream's last sequence: the point a snapshot is
+// taken at. It fails, with ErrUnavailable, when the stream cannot be read.
+func (h *Hub) Position(ctx context.Context, name string) (uint64, error) {
+	state, err := h.readers[h.hash(name)%uint64(len(h.readers))].State(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: position for %s: %v", ErrUnavailable, name, err)
+	}
 	return state.LastSeq, nil
+}
+
+// firstDevices keeps the messages of the first max devices among msgs
+// (stored device-room messages, each device's telemetry and status).
+func firstDevices(msgs []roomstream.Msg, max int) []roomstream.Msg {
+	seen := map[string]bool{}
+	kept := msgs[:0]
+	for _, m := range msgs {
+		device := strings.TrimSuffix(m.Subject, "."+envelopev1.KindOfSubject(m.Subject))
+		if !seen[device] && len(seen) == max {
+			continue
+		}
+		seen[device] = true
+		kept = append(kept, m)
+	}
+	return kept
 }
 
 // ResumePoint checks a client's `since` for a room: recovered is true when

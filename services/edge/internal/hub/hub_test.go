@@ -298,7 +298,11 @@ func TestALatestSnapshotComesFirstWithoutSequences(t *testing.T) {
 	f.store(t, "device:b", reading(t, "b", 7))
 	f.store(t, "group:g", reading(t, "a", 2))
 	m := &recorder{}
-	if err := f.hub.Resume(context.Background(), "group:g", m, From{Snapshot: true, Devices: []string{"a", "b", "c"}}); err != nil {
+	pos, err := f.hub.Position(context.Background(), "group:g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.hub.Resume(context.Background(), "group:g", m, From{Seq: pos, Snapshot: true, Devices: []string{"a", "b", "c"}}); err != nil {
 		t.Fatal(err)
 	}
 	seq := f.store(t, "group:g", reading(t, "b", 8))

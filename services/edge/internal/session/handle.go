@@ -117,8 +117,17 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 			reply.Recovered[name] = recovered
 		}
 		if p.Latest && !recovered {
-			r.from.Snapshot = true
-			r.from.Devices, r.from.AllDevices = s.latestDevices(kind, id)
+			// The snapshot's point is fixed before the reply, so whatever
+			// is published after the client sees `subscribed` follows it.
+			pos, err := s.rooms.Position(ctx, name)
+			if err != nil {
+				s.logger.Warn("a latest snapshot is unavailable", "connection_id", s.id, "room", name, "err", err)
+				reply.Rejected = append(reply.Rejected, wire.Rejection{Room: name, Code: wire.CodeUnavailable, Reason: "the room's latest state is unavailable right now; subscribe again"})
+				delete(reply.Recovered, name)
+				continue
+			}
+			r.from.Seq, r.from.Snapshot = pos, true
+			r.from.Devices, r.from.AnyDevices = s.latestDevices(kind, id)
 		}
 		resumes = append(resumes, r)
 	}
@@ -177,20 +186,24 @@ func (s *Session) resume(ctx context.Context, r resumption) error {
 
 // latestDevices lists the devices whose latest state a `latest` subscribe
 // to a room sends: the device itself, a group's members, or any devices
-// for global; all of them when no catalog says which exist.
-func (s *Session) latestDevices(kind, id string) (ids []string, all bool) {
+// for global. With no catalog to say which devices exist, global asks for
+// any devices the stream holds, up to the same cap.
+func (s *Session) latestDevices(kind, id string) (ids []string, any int) {
 	limit := s.cfg.LatestDevices
 	switch {
 	case limit == 0:
-		return nil, false
+		return nil, 0
 	case kind == room.KindDevice:
-		return []string{id}, false
+		return []string{id}, 0
 	case s.catalog == nil:
-		return nil, kind == room.KindGlobal
+		if kind == room.KindGlobal {
+			return nil, limit
+		}
+		return nil, 0
 	case kind == room.KindGroup:
-		return s.catalog.GroupMembers(id, limit), false
+		return s.catalog.GroupMembers(id, limit), 0
 	default:
-		return s.catalog.DeviceIDs(limit), false
+		return s.catalog.DeviceIDs(limit), 0
 	}
 }
 

@@ -23,6 +23,7 @@ type Rooms interface {
 	Hold(room string) (*hub.Held, error)
 	Resume(ctx context.Context, room string, sub hub.Replayer, from hub.From) error
 	ResumePoint(ctx context.Context, room string, since uint64) (start uint64, recovered bool, err error)
+	Position(ctx context.Context, room string) (uint64, error)
 	Leave(room string, sub hub.Subscriber)
 }
 
