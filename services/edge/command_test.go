@@ -46,12 +46,18 @@ func startFakeIngest(t *testing.T, e *testEdge, answer commandv1.Status) *fakeIn
 // ack plays a device acknowledgement relayed by ingest.
 func (f *fakeIngest) ack(c *commandv1.Command, status commandv1.Status, result map[string]any) {
 	f.t.Helper()
+	f.ackAs(c.GetDeviceId(), c, status, result)
+}
+
+// ackAs plays an acknowledgement of c that deviceID sent.
+func (f *fakeIngest) ackAs(deviceID string, c *commandv1.Command, status commandv1.Status, result map[string]any) {
+	f.t.Helper()
 	subject, ok := commandv1.ResultSubjectOf(c.GetCommandId())
 	if !ok {
 		f.t.Fatalf("command id %q routes nowhere", c.GetCommandId())
 	}
 	r, _ := structpb.NewStruct(result)
-	data, _ := proto.Marshal(&commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: status, Result: r})
+	data, _ := proto.Marshal(&commandv1.Result{CommandId: c.GetCommandId(), DeviceId: deviceID, Status: status, Result: r})
 	if err := f.nc.Publish(subject, data); err != nil {
 		f.t.Fatal(err)
 	}
@@ -109,6 +115,7 @@ func TestACommandReportsEachStatusOnceAndInOrder(t *testing.T) {
 	if accepted.Status != "accepted" || accepted.CommandID != sent.GetCommandId() || accepted.DeviceID != "d1" {
 		t.Fatalf("first result %+v", accepted)
 	}
+	ingest.ackAs("intruder", sent, commandv1.Status_STATUS_SUCCEEDED, nil) // not the commanded device
 	ingest.ack(sent, commandv1.Status_STATUS_DELIVERED, nil)
 	ingest.ack(sent, commandv1.Status_STATUS_DELIVERED, nil) // a duplicate
 	ingest.ack(sent, commandv1.Status_STATUS_SUCCEEDED, map[string]any{"blinked": true})

@@ -23,6 +23,10 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 		return // shutting down: leave it for redelivery
 	}
 	p := pr.Packet
+	if devicemsg.IsAckTopic(p.Topic) {
+		s.relayAck(ctx, pr)
+		return
+	}
 	msg, err := parse(p.Topic, p.Payload, time.Now())
 	if err != nil {
 		s.reject(msg.deviceID, p.Topic, err)

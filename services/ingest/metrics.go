@@ -16,6 +16,8 @@ type metrics struct {
 	mqttConnected prometheus.Gauge
 	alerts        *prometheus.CounterVec // by state (firing, resolved), once stored
 	alertErrors   prometheus.Counter     // failed rule evaluations (state store unreachable)
+	commands      *prometheus.CounterVec // by outcome (accepted, rejected), as answered to the edge
+	commandAcks   *prometheus.CounterVec // by status, device acknowledgements relayed to the edge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,6 +46,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sensorcast_ingest_alert_errors_total",
 			Help: "Rule evaluations that failed because the alert state store could not be read or written.",
 		}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorcast_ingest_commands_total",
+			Help: "Commands answered to the edge, by outcome: accepted (the MQTT broker holds it for the device) or rejected.",
+		}, []string{"outcome"}),
+		commandAcks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorcast_ingest_command_acks_total",
+			Help: "Device acknowledgements of commands relayed to the edge, by status (delivered, succeeded, failed).",
+		}, []string{"status"}),
+	}
+	for _, o := range []string{"accepted", "rejected"} {
+		m.commands.WithLabelValues(o)
+	}
+	for _, st := range []string{"delivered", "succeeded", "failed"} {
+		m.commandAcks.WithLabelValues(st)
 	}
 	m.alerts.WithLabelValues("firing")
 	m.alerts.WithLabelValues("resolved")
@@ -56,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.publishErrors, m.mqttConnected, m.alerts, m.alertErrors} {
+	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.publishErrors, m.mqttConnected, m.alerts, m.alertErrors, m.commands, m.commandAcks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}

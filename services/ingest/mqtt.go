@@ -49,6 +49,7 @@ func (s *Service) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		},
 		OnConnectionDown: func() bool {
 			s.mqtt.down()
+			s.commands.down()
 			s.metrics.mqttConnected.Set(0)
 			s.logger.Warn("mqtt connection lost; reconnecting")
 			return true
@@ -93,12 +94,14 @@ func (s *Service) subscribe(ctx context.Context, cm *autopaho.ConnectionManager)
 	for _, k := range []devicemsg.Kind{devicemsg.KindTelemetry, devicemsg.KindStatus} {
 		subs = append(subs, paho.SubscribeOptions{Topic: "$share/" + s.cfg.MQTTShareGroup + "/" + k.Filter(), QoS: 1})
 	}
+	subs = append(subs, paho.SubscribeOptions{Topic: "$share/" + s.cfg.MQTTShareGroup + "/" + devicemsg.AckFilter, QoS: 1})
 	for attempt := 0; ; attempt++ {
 		sctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
 		_, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})
 		cancel()
 		if err == nil {
 			s.mqtt.subscribed(ctx)
+			s.commands.up(ctx, cm)
 			s.logger.Info("mqtt subscribed", "share_group", s.cfg.MQTTShareGroup)
 			return
 		}

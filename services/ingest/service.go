@@ -85,6 +85,8 @@ type Service struct {
 	pub     *natspub.Publisher
 	devices Devices    // nil: no admission
 	alerts  *evaluator // nil: no rules to evaluate (no registry)
+	// commands carries dashboards' commands to devices.
+	commands *commandRelay
 	// Warnings about bad messages and NATS failures each have their own
 	// budget, so one kind cannot hide the other.
 	rejectLog  *throttledLog
@@ -132,6 +134,7 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 	for _, opt := range opts {
 		opt(s)
 	}
+	s.commands = newCommandRelay(nc, s.devices, logger, m)
 	s.pub = natspub.New(nc, natspub.Options{
 		QueueSize: receiveMaximum,
 		OnError:   s.publishFailed,
@@ -182,6 +185,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	})
 	workers.Go(func() { s.keepStream(runCtx) })
+	workers.Go(func() { s.commands.run(runCtx) })
 	if s.alerts != nil {
 		workers.Go(func() { s.alerts.run(runCtx) })
 	}

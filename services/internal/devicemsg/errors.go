@@ -21,6 +21,7 @@ const (
 	ReasonInvalidStatus     Reason = "invalid_status"
 	ReasonInvalidTopic      Reason = "invalid_topic"
 	ReasonInvalidDeviceID   Reason = "invalid_device_id"
+	ReasonInvalidAck        Reason = "invalid_ack"
 	// ReasonUnknownDevice and ReasonDisabledDevice come from admission
 	// against the registry, not from parsing.
 	ReasonUnknownDevice  Reason = "unknown_device"
@@ -36,7 +37,7 @@ func Reasons() []Reason {
 	return []Reason{
 		ReasonTooLarge, ReasonInvalidJSON, ReasonInvalidFields, ReasonInvalidFieldType,
 		ReasonInvalidFieldValue, ReasonInvalidTags, ReasonInvalidTimestamp, ReasonInvalidStatus,
-		ReasonInvalidTopic, ReasonInvalidDeviceID, ReasonUnknownDevice, ReasonDisabledDevice,
+		ReasonInvalidTopic, ReasonInvalidDeviceID, ReasonInvalidAck, ReasonUnknownDevice, ReasonDisabledDevice,
 	}
 }
 

@@ -133,3 +133,30 @@ func encodeTelemetry(tb testing.TB, t *envelopev1.Telemetry) []byte {
 	}
 	return b
 }
+
+func FuzzParseCommandAck(f *testing.F) {
+	for _, seed := range []string{
+		`{"command_id": "e-1", "status": "delivered"}`,
+		`{"command_id": "e-1", "status": "succeeded", "result": {"a": [1, {"b": null}]}}`,
+		`{"command_id": "e-1", "status": "failed", "result": "x"}`,
+		`{"command_id": "e-1", "status": "done"}`,
+		`{"command_id": 1}`, `{"result": 1e400}`, `null`, ``, `{`,
+	} {
+		f.Add("dev-1", []byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, deviceID string, payload []byte) {
+		r, err := devicemsg.ParseCommandAck(deviceID, payload)
+		if err != nil {
+			if r != nil || devicemsg.ReasonOf(err) == devicemsg.ReasonUnknown {
+				t.Fatalf("rejected with %v and %v", r, err)
+			}
+			return
+		}
+		if r.GetCommandId() == "" || r.GetDeviceId() != deviceID || r.GetStatus() == 0 {
+			t.Fatalf("accepted %q as %v", payload, r)
+		}
+		if _, err := proto.Marshal(r); err != nil {
+			t.Fatalf("accepted %q as a result that does not encode: %v", payload, err)
+		}
+	})
+}

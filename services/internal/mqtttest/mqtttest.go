@@ -6,6 +6,7 @@ package mqtttest
 import (
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -18,6 +19,19 @@ import (
 // for tests that inspect sessions (Clients.Get(id).State.Inflight).
 func Start(tb testing.TB) (string, *mqtt.Server) {
 	tb.Helper()
+	url, s, _ := start(tb)
+	return url, s
+}
+
+// StartStoppable is Start that also returns a function that stops the
+// broker early, for tests of a broker outage.
+func StartStoppable(tb testing.TB) (string, func()) {
+	tb.Helper()
+	url, _, stop := start(tb)
+	return url, stop
+}
+
+func start(tb testing.TB) (string, *mqtt.Server, func()) {
 	s := mqtt.New(&mqtt.Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -31,6 +45,7 @@ func Start(tb testing.TB) (string, *mqtt.Server) {
 	if err := s.Serve(); err != nil {
 		tb.Fatalf("mqtt broker: %v", err)
 	}
-	tb.Cleanup(func() { _ = s.Close() })
-	return "mqtt://" + tcp.Address(), s
+	stop := sync.OnceFunc(func() { _ = s.Close() })
+	tb.Cleanup(stop)
+	return "mqtt://" + tcp.Address(), s, stop
 }

@@ -48,10 +48,22 @@ func newDevice(id string, n int, broker *url.URL, interval time.Duration, logger
 	}
 }
 
-// run connects, sends readings until ctx ends, then says offline and
-// disconnects.
+// sessionExpiry is how long the broker keeps a simulated device's session
+// (and so the commands sent to it) while it is away: a device that comes
+// back within a command's TTL still gets the command.
+const sessionExpiry = 3600 // seconds
+
+// commandBacklog is how many received commands a device holds before it
+// answers them; more are logged and left to time out, as on a busy device.
+const commandBacklog = 16
+
+// run connects, sends readings and answers commands until ctx ends, then
+// says offline and disconnects.
 func (d *device) run(ctx context.Context) {
 	statusTopic := devicemsg.Topic(d.id, devicemsg.KindStatus)
+	// paho's callbacks must not block, so they only hand work to this loop.
+	connected := make(chan struct{}, 1)
+	commands := make(chan []byte, commandBacklog)
 	// The connection outlives ctx so that shutdown can still publish
 	// offline; it ends with the Disconnect below.
 	connCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -59,18 +71,38 @@ func (d *device) run(ctx context.Context) {
 	cm, err := autopaho.NewConnection(connCtx, autopaho.ClientConfig{
 		ServerUrls: []*url.URL{d.broker},
 		KeepAlive:  keepAlive,
-		// Devices start clean: they have no state worth resuming.
-		CleanStartOnInitialConnection: true,
+		// A persistent session keeps the device's command subscription and
+		// queues commands while it is offline.
+		CleanStartOnInitialConnection: false,
+		SessionExpiryInterval:         sessionExpiry,
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, 2*time.Second, 2),
 		// The broker announces the device offline if it vanishes.
 		WillMessage: &paho.WillMessage{Topic: statusTopic, QoS: 1, Retain: true, Payload: []byte(offlinePayload)},
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			d.publish(ctx, cm, statusTopic, []byte(onlinePayload), true)
+		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
+			select {
+			case connected <- struct{}{}:
+			default: // already signalled
+			}
 		},
 		OnConnectError: func(err error) {
 			d.connectWarn.Do(func() { d.logger.Warn("simulated device cannot connect; retrying", "err", err) })
 		},
-		ClientConfig: paho.ClientConfig{ClientID: d.id},
+		ClientConfig: paho.ClientConfig{
+			ClientID: d.id,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+				func(pr paho.PublishReceived) (bool, error) {
+					if pr.Packet.Topic != devicemsg.CommandTopic(d.id) {
+						return false, nil
+					}
+					select {
+					case commands <- pr.Packet.Payload:
+					default:
+						d.logger.Warn("simulated device busy; command left to time out")
+					}
+					return true, nil
+				},
+			},
+		},
 	})
 	if err != nil {
 		d.logger.Error("simulated device not started", "err", err)
@@ -87,6 +119,13 @@ func (d *device) run(ctx context.Context) {
 		case <-ctx.Done():
 			d.stop(cm, statusTopic)
 			return
+		case <-connected:
+			d.publish(ctx, cm, statusTopic, []byte(onlinePayload), true)
+			d.subscribeCommands(ctx, cm)
+		case payload := <-commands:
+			for _, ack := range answer(payload) {
+				d.publish(ctx, cm, devicemsg.AckTopic(d.id), ack, false)
+			}
 		case now := <-timer.C:
 			timer.Reset(d.nextInterval())
 			payload, err := d.sensors.reading(now)
@@ -96,6 +135,16 @@ func (d *device) run(ctx context.Context) {
 			}
 			d.publish(ctx, cm, telemetryTopic, payload, false)
 		}
+	}
+}
+
+// subscribeCommands subscribes to the device's command topic; a resumed
+// session has the subscription already, and subscribing again is harmless.
+func (d *device) subscribeCommands(ctx context.Context, cm *autopaho.ConnectionManager) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: devicemsg.CommandTopic(d.id), QoS: 1}}}); err != nil {
+		d.logger.Warn("simulated device cannot subscribe to its commands", "err", err)
 	}
 }
 

@@ -2,16 +2,19 @@ package simulator_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	commandv1 "github.com/sensorcast/sensorcast/proto/sensorcast/command/v1"
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
 	"github.com/sensorcast/sensorcast/services/internal/mqtttest"
@@ -24,13 +27,31 @@ type observer struct {
 	online    map[string]bool
 	offline   map[string]bool
 	telemetry map[string][]*envelopev1.Telemetry
+	acks      map[string][]*commandv1.Result // by command id
 	errs      []error
+	client    *paho.Client
 }
 
 func (o *observer) handle(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if strings.HasSuffix(p.Topic, "/commands") {
+		return true, nil // the test's own commands
+	}
+	if devicemsg.IsAckTopic(p.Topic) {
+		id, err := devicemsg.ParseAckTopic(p.Topic)
+		if err == nil {
+			var r *commandv1.Result
+			if r, err = devicemsg.ParseCommandAck(id, p.Payload); err == nil {
+				o.acks[r.GetCommandId()] = append(o.acks[r.GetCommandId()], r)
+			}
+		}
+		if err != nil {
+			o.errs = append(o.errs, err)
+		}
+		return true, nil
+	}
 	id, kind, err := devicemsg.ParseTopic(p.Topic)
 	if err != nil {
 		o.errs = append(o.errs, err)
@@ -62,7 +83,7 @@ func (o *observer) handle(pr paho.PublishReceived) (bool, error) {
 // watch subscribes an observer to devices/# on the broker.
 func watch(t *testing.T, brokerURL string) *observer {
 	t.Helper()
-	o := &observer{online: map[string]bool{}, offline: map[string]bool{}, telemetry: map[string][]*envelopev1.Telemetry{}}
+	o := &observer{online: map[string]bool{}, offline: map[string]bool{}, telemetry: map[string][]*envelopev1.Telemetry{}, acks: map[string][]*commandv1.Result{}}
 	u, err := url.Parse(brokerURL)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +105,40 @@ func watch(t *testing.T, brokerURL string) *observer {
 	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/#", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
+	o.client = c
 	return o
+}
+
+// command publishes a command to a device as ingest would.
+func (o *observer) command(t *testing.T, deviceID, id, name string, params map[string]any) {
+	t.Helper()
+	payload, err := json.Marshal(map[string]any{"command_id": id, "name": name, "params": params, "issued_at": time.Now().UTC().Format(time.RFC3339)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	expiry := uint32(60)
+	if _, err := o.client.Publish(ctx, &paho.Publish{Topic: devicemsg.CommandTopic(deviceID), QoS: 1, Payload: payload, Properties: &paho.PublishProperties{MessageExpiry: &expiry}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitAcks waits for a command's delivered and final acknowledgements.
+func (o *observer) awaitAcks(t *testing.T, id string) (final *commandv1.Result) {
+	t.Helper()
+	waitFor(t, "the acknowledgements of "+id, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.acks[id]) >= 2
+	})
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	acks := o.acks[id]
+	if len(acks) != 2 || acks[0].GetStatus() != commandv1.Status_STATUS_DELIVERED {
+		t.Fatalf("acks of %s: %v, want delivered then a final status", id, acks)
+	}
+	return acks[1]
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -178,5 +232,73 @@ func TestRunRejectsABadConfig(t *testing.T) {
 				t.Fatal("Run accepted a bad config")
 			}
 		})
+	}
+}
+
+func TestDevicesAnswerCommandsAndGetThoseSentWhileTheyWereAway(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		waitFor(t, "the goroutines of the test to end", func() bool { return runtime.NumGoroutine() <= before })
+	})
+	brokerURL, _ := mqtttest.Start(t)
+	o := watch(t, brokerURL)
+	cfg := simulator.Config{BrokerURL: brokerURL, Devices: 2, Interval: time.Hour}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func() (stop func()) {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- simulator.Run(ctx, cfg, logger) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	online := func(want int) {
+		waitFor(t, "the devices online", func() bool {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			return len(o.online) == want
+		})
+	}
+
+	stop := start()
+	online(2)
+	// Subscribed once online: the status is published before the
+	// subscription, so wait for a command to come through.
+	waitFor(t, "sim-001 answering", func() bool {
+		o.command(t, "sim-001", "probe", "blink", nil)
+		time.Sleep(50 * time.Millisecond)
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.acks["probe"]) > 0
+	})
+
+	o.command(t, "sim-001", "c-blink", "blink", map[string]any{"times": 2})
+	if r := o.awaitAcks(t, "c-blink"); r.GetStatus() != commandv1.Status_STATUS_SUCCEEDED || r.GetResult().AsMap()["blinked"] != 2.0 {
+		t.Errorf("blink: %v", r)
+	}
+	o.command(t, "sim-002", "c-dance", "dance", nil)
+	if r := o.awaitAcks(t, "c-dance"); r.GetStatus() != commandv1.Status_STATUS_FAILED || !strings.Contains(r.GetResult().AsMap()["reason"].(string), "unknown command") {
+		t.Errorf("dance: %v", r)
+	}
+	o.command(t, "sim-002", "c-bad", "blink", map[string]any{"times": "many"})
+	if r := o.awaitAcks(t, "c-bad"); r.GetStatus() != commandv1.Status_STATUS_FAILED {
+		t.Errorf("blink with bad params: %v", r)
+	}
+
+	// Away: the broker keeps the command in the device's session.
+	stop()
+	o.command(t, "sim-001", "c-later", "blink", nil)
+	stop = start()
+	defer stop()
+	if r := o.awaitAcks(t, "c-later"); r.GetStatus() != commandv1.Status_STATUS_SUCCEEDED {
+		t.Errorf("command sent while away: %v", r)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.errs) > 0 {
+		t.Fatalf("devices sent messages the contract rejects: %v", o.errs)
 	}
 }

@@ -183,6 +183,12 @@ func (d *Dispatcher) deliver(id string, r Result) {
 		d.metrics.Dropped.WithLabelValues("late_or_duplicate").Inc()
 		return
 	}
+	if r.DeviceID != "" && r.DeviceID != f.deviceID {
+		// Only the commanded device may report on its command.
+		d.mu.Unlock()
+		d.metrics.Dropped.WithLabelValues("wrong_device").Inc()
+		return
+	}
 	f.rank = rank
 	if rank == rankFinal {
 		delete(d.inflight, id)

@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"status"}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sensorcast_edge_command_results_dropped_total",
-			Help: "Command results not forwarded, by reason (late_or_duplicate, undecodable).",
+			Help: "Command results not forwarded, by reason (late_or_duplicate, wrong_device, undecodable).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {
