@@ -191,3 +191,44 @@ func TestCommandsAreRejectedWithAReason(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusesArriveInOrderWhateverOrderTheyComeIn(t *testing.T) {
+	e := startEdge(t, nil)
+	// This ingest relays the device's outcome before it answers the
+	// request, as two replicas may: the outcome implies delivered and
+	// accepted, which the client sees first.
+	sub, err := e.pub.QueueSubscribe(commandv1.SendWildcard, commandv1.SendQueue, func(m *nats.Msg) {
+		var c commandv1.Command
+		if err := proto.Unmarshal(m.Data, &c); err != nil {
+			t.Error(err)
+			return
+		}
+		subject, _ := commandv1.ResultSubjectOf(c.GetCommandId())
+		done, _ := proto.Marshal(&commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: commandv1.Status_STATUS_SUCCEEDED})
+		delivered, _ := proto.Marshal(&commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: commandv1.Status_STATUS_DELIVERED})
+		accepted, _ := proto.Marshal(&commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: commandv1.Status_STATUS_ACCEPTED})
+		_ = e.pub.Publish(subject, done)
+		_ = e.pub.Publish(subject, delivered)
+		_ = e.pub.Flush()
+		time.Sleep(50 * time.Millisecond)
+		_ = m.Respond(accepted)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial(t, commandToken(t, "device:*"))
+	c.send(`{"type":"command","request_id":"r","payload":{"device_id":"d1","name":"blink"}}`)
+	for _, want := range []string{"accepted", "delivered", "succeeded"} {
+		if r := c.commandResult("r"); r.Status != want || r.DeviceID != "d1" {
+			t.Fatalf("got %+v, want %s", r, want)
+		}
+	}
+	c.send(`{"type":"ping","request_id":"p"}`)
+	if m := c.next(); m.Type != "pong" {
+		t.Fatalf("after the final status got %s %s, want pong", m.Type, m.Payload)
+	}
+}

@@ -129,6 +129,14 @@ func environ(settings Settings) []string {
 	return env
 }
 
+// StartSimulator runs `sensorcast simulate` with settings: simulated
+// devices that publish readings and answer commands. It returns at once;
+// the devices connect by themselves.
+func (s Sensorcast) StartSimulator(t testing.TB, name string, settings Settings) *Process {
+	t.Helper()
+	return StartProcess(t, name, environ(withDefaults(settings, nil)), s.Path, "simulate")
+}
+
 // Registry is a running `sensorcast registry`.
 type Registry struct {
 	*Process

@@ -19,10 +19,20 @@ type claims struct {
 // token).
 func Token(t testing.TB, secret, sub string, ttl time.Duration, rooms ...string) string {
 	t.Helper()
+	return CommandToken(t, secret, sub, ttl, rooms, nil)
+}
+
+// CommandToken is Token that also grants commands to the devices of the
+// device and group room patterns commands.
+func CommandToken(t testing.TB, secret, sub string, ttl time.Duration, rooms, commands []string) string {
+	t.Helper()
+	if commands == nil {
+		commands = []string{}
+	}
 	now := time.Now()
 	c := claims{
 		Rooms:    rooms,
-		Commands: []string{},
+		Commands: commands,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   sub,
 			IssuedAt:  jwt.NewNumericDate(now.Add(min(ttl, 0) - time.Minute)),

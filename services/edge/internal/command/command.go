@@ -74,8 +74,10 @@ type inflight struct {
 	sink      Sink
 	requestID string
 	deviceID  string
-	rank      int
 	timer     *time.Timer
+
+	mu   sync.Mutex
+	rank int // the last status sent, by rank
 }
 
 // Per-device limit of commands through one pod: a device is a small
@@ -173,29 +175,49 @@ func (d *Dispatcher) onResult(msg *nats.Msg) {
 	d.deliver(r.CommandID, r)
 }
 
-// deliver forwards a status change if it moves the command forward.
+// deliver forwards a status change if it moves the command forward. The
+// statuses of one command come from different places (the replica that
+// accepted it, the replicas that relayed the device's acknowledgements,
+// the TTL timer) and may arrive in any order, so a status implies those
+// before it: a device's outcome implies delivered, and delivered implies
+// accepted. The requester sees every status once, in order.
 func (d *Dispatcher) deliver(id string, r Result) {
-	rank := rankOf(r.Status)
 	d.mu.Lock()
 	f, ok := d.inflight[id]
-	if !ok || rank <= f.rank {
-		d.mu.Unlock()
+	d.mu.Unlock()
+	if !ok {
 		d.metrics.Dropped.WithLabelValues("late_or_duplicate").Inc()
 		return
 	}
 	if r.DeviceID != "" && r.DeviceID != f.deviceID {
 		// Only the commanded device may report on its command.
-		d.mu.Unlock()
 		d.metrics.Dropped.WithLabelValues("wrong_device").Inc()
 		return
 	}
+	r.DeviceID = f.deviceID
+	rank := rankOf(r.Status)
+	// f.mu orders the sink calls of this command; it is held only while
+	// they queue frames.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rank <= f.rank {
+		d.metrics.Dropped.WithLabelValues("late_or_duplicate").Inc()
+		return
+	}
+	if r.Status == "succeeded" || r.Status == "failed" || r.Status == "delivered" {
+		for implied := f.rank + 1; implied < rank; implied++ {
+			status := impliedStatus[implied]
+			d.metrics.Results.WithLabelValues(status).Inc()
+			f.sink.CommandResult(f.requestID, Result{CommandID: id, DeviceID: f.deviceID, Status: status})
+		}
+	}
 	f.rank = rank
 	if rank == rankFinal {
-		delete(d.inflight, id)
 		f.timer.Stop()
+		d.mu.Lock()
+		delete(d.inflight, id)
+		d.mu.Unlock()
 	}
-	d.mu.Unlock()
-	r.DeviceID = f.deviceID
 	d.metrics.Results.WithLabelValues(r.Status).Inc()
 	f.sink.CommandResult(f.requestID, r)
 }
@@ -235,6 +257,9 @@ const (
 	rankDelivered = 2
 	rankFinal     = 3
 )
+
+// impliedStatus names the statuses a later one implies, by rank.
+var impliedStatus = map[int]string{rankAccepted: "accepted", rankDelivered: "delivered"}
 
 func rankOf(status string) int {
 	switch status {
