@@ -22,7 +22,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"google.golang.org/grpc"
+
+	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/edge/internal/command"
+	"github.com/sensorcast/sensorcast/services/edge/internal/devicews"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/liveview"
 	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
@@ -32,6 +36,20 @@ import (
 
 // WSPath is the dashboard WebSocket endpoint of the contract.
 const WSPath = "/api/v1/ws"
+
+// DeviceWSPath is the endpoint of devices that speak WebSocket.
+const DeviceWSPath = "/api/v1/device/ws"
+
+// connection is an open WebSocket of either kind, as the drain sees it.
+type connection interface {
+	Close(code int, reason, metricReason string)
+}
+
+// DeviceSecrets checks a device's registry credential; the registry's
+// gRPC client implements it.
+type DeviceSecrets interface {
+	VerifyDeviceSecret(ctx context.Context, in *registryv1.VerifyDeviceSecretRequest, opts ...grpc.CallOption) (*registryv1.VerifyDeviceSecretResponse, error)
+}
 
 // Service is one edge pod.
 type Service struct {
@@ -44,6 +62,8 @@ type Service struct {
 	tracker   *presence.Tracker
 	catalog   session.Catalog
 	metrics   *session.Metrics
+	devices   *devicews.Metrics
+	secrets   DeviceSecrets // nil: devices authenticate with tokens only
 	gatherer  prometheus.Gatherer
 	upgrader  websocket.Upgrader
 	origins   []string
@@ -55,8 +75,8 @@ type Service struct {
 	cancelSessions context.CancelFunc
 
 	mu       sync.Mutex
-	sessions map[*session.Session]struct{}
-	wg       sync.WaitGroup // one per running session
+	sessions map[connection]struct{}
+	wg       sync.WaitGroup // one per running connection
 }
 
 // Deps are what the edge needs from outside. The caller owns and closes them.
@@ -68,9 +88,12 @@ type Deps struct {
 	Redis redis.UniversalClient
 	// Catalog, when set, rejects subscriptions to rooms of devices and
 	// groups the registry does not know; its Run is the caller's.
-	Catalog  session.Catalog
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
+	Catalog session.Catalog
+	// DeviceSecrets, when set, lets devices connect with their registry
+	// credential (HTTP Basic auth) as well as with a token.
+	DeviceSecrets DeviceSecrets
+	Logger        *slog.Logger
+	Registry      *prometheus.Registry
 }
 
 // New builds an edge pod; Run serves it.
@@ -101,9 +124,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger),
 		commands: commands,
 		metrics:  session.NewMetrics(deps.Registry),
+		devices:  devicews.NewMetrics(deps.Registry),
+		secrets:  deps.DeviceSecrets,
 		gatherer: deps.Registry,
 		catalog:  deps.Catalog,
-		sessions: map[*session.Session]struct{}{},
+		sessions: map[connection]struct{}{},
 		upgrader: websocket.Upgrader{
 			// Small read buffers keep idle connections cheap; frames larger
 			// than the buffer are still read, in pieces.
@@ -141,6 +166,7 @@ func (s *Service) podStats() presence.PodStats {
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+WSPath, s.serveWS)
+	mux.HandleFunc("GET "+DeviceWSPath, s.serveDeviceWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -214,7 +240,7 @@ func (s *Service) drain(srv *http.Server) {
 	// snapshot below: serveWS checks draining under mu too.
 	s.mu.Lock()
 	s.draining.Store(true)
-	open := make([]*session.Session, 0, len(s.sessions))
+	open := make([]connection, 0, len(s.sessions))
 	for sess := range s.sessions {
 		open = append(open, sess)
 	}
@@ -258,6 +284,9 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	claims, err := s.verifier.Verify(token)
+	if err == nil && claims.Subject == "" {
+		err = errors.New("token has no sub claim") // a device's token
+	}
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, apiError{Error: err.Error(), Code: "unauthorized"})
 		return
@@ -278,27 +307,40 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		Metrics:  s.metrics,
 		Logger:   s.logger.With("user_id", claims.Subject),
 	})
-	s.mu.Lock()
-	if s.draining.Load() {
-		// The drain began during the upgrade: send this client elsewhere.
-		s.mu.Unlock()
-		_ = conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(session.CloseServiceRestart, "server draining, reconnect"), time.Now().Add(time.Second))
-		_ = conn.Close()
+	// The drain may have begun during the upgrade.
+	if !s.track(sess, conn) {
 		return
 	}
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
 	// A fresh goroutine (rather than this handler's, whose stack grew while
 	// parsing HTTP) keeps each idle connection's footprint small.
 	go func() {
 		defer s.wg.Done()
 		sess.Run(s.sessionsCtx)
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
+		s.forget(sess)
 	}()
+}
+
+// track registers an upgraded connection for the drain, unless the drain
+// has begun, in which case it sends the client elsewhere and returns
+// false.
+func (s *Service) track(c connection, ws *websocket.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(session.CloseServiceRestart, "server draining, reconnect"), time.Now().Add(time.Second))
+		_ = ws.Close()
+		return false
+	}
+	s.sessions[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Service) forget(c connection) {
+	s.mu.Lock()
+	delete(s.sessions, c)
+	s.mu.Unlock()
 }
 
 // originAllowed protects browsers from cross-site WebSocket hijacking:

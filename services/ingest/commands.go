@@ -184,6 +184,9 @@ func (r *commandRelay) send(ctx context.Context, m *nats.Msg, c *commandv1.Comma
 	if left <= 0 {
 		return reject("the command expired before it could be sent")
 	}
+	if res, ok := r.sendOverWebSocket(ctx, m, c); ok {
+		return res
+	}
 	payload, err := devicemsg.EncodeCommand(c)
 	if err != nil {
 		return reject("the command could not be encoded")
@@ -212,6 +215,32 @@ func (r *commandRelay) send(ctx context.Context, m *nats.Msg, c *commandv1.Comma
 		return reject("the device has no MQTT session subscribed to its commands")
 	}
 	return &commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: commandv1.Status_STATUS_ACCEPTED}
+}
+
+// sendOverWebSocket hands the command to the edge that holds the device's
+// WebSocket, if one does, and returns its answer; false means no edge
+// holds the device, which is then commanded over MQTT.
+func (r *commandRelay) sendOverWebSocket(ctx context.Context, m *nats.Msg, c *commandv1.Command) (*commandv1.Result, bool) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandPublishTimeout)
+	defer cancel()
+	req := nats.NewMsg(commandv1.DeviceSubject(c.GetDeviceId()))
+	req.Data = m.Data
+	if tp := m.Header.Get(envelopev1.HeaderTraceparent); validTraceparent(tp) {
+		req.Header.Set(envelopev1.HeaderTraceparent, tp)
+	}
+	reply, err := r.nc.RequestMsgWithContext(rctx, req)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, false
+	}
+	if err != nil {
+		r.logger.Warn("the device's edge did not take the command", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
+		return rejection(c.GetCommandId(), c.GetDeviceId(), "the device's WebSocket did not take the command; try again"), true
+	}
+	var res commandv1.Result
+	if err := proto.Unmarshal(reply.Data, &res); err != nil || res.GetCommandId() != c.GetCommandId() {
+		return rejection(c.GetCommandId(), c.GetDeviceId(), "the device's edge answered something unreadable"), true
+	}
+	return &res, true
 }
 
 // refuse says why a device may not be commanded, or "" if it may.

@@ -211,3 +211,29 @@ func TestCommandsAreRejectedByNoOneWhileNoReplicaReachesTheBroker(t *testing.T) 
 		return err == nats.ErrNoResponders
 	})
 }
+
+func TestCommandsGoToTheEdgeThatHoldsTheDevicesWebSocket(t *testing.T) {
+	checkGoroutineLeaks(t)
+	ns := natstest.Start(t)
+	mqttURL, _ := mqtttest.Start(t)
+	in := startIngest(t, ns.ClientURL(), mqttURL, "ingest-commands-ws", ingest.WithDevices(staticDevices{"ws-dev": {Enabled: true}}))
+	got := make(chan *commandv1.Command, 1)
+	sub, err := in.nc.Subscribe(commandv1.DeviceSubject("ws-dev"), func(m *nats.Msg) {
+		var c commandv1.Command
+		_ = proto.Unmarshal(m.Data, &c)
+		got <- &c
+		data, _ := proto.Marshal(&commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: commandv1.Status_STATUS_ACCEPTED})
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	c := newCommand("ws-dev", "1", "blink", nil, time.Minute)
+	if r := sendCommand(t, in.nc, c); r.GetStatus() != commandv1.Status_STATUS_ACCEPTED {
+		t.Fatalf("answer %v, want accepted", r)
+	}
+	if c2 := <-got; c2.GetCommandId() != c.GetCommandId() || c2.GetName() != "blink" {
+		t.Errorf("the edge got %v", c2)
+	}
+}

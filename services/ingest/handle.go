@@ -27,42 +27,53 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 		s.relayAck(ctx, pr)
 		return
 	}
-	msg, err := parse(p.Topic, p.Payload, time.Now())
+	trace := nats.Header{}
+	copyTraceContext(trace, p.Properties)
+	s.accept(ctx, p.Topic, p.Payload, trace, func(error) { s.ack(pr) })
+}
+
+// accept validates a device message that arrived on topic (MQTT, or the
+// equivalent topic of a message from elsewhere), publishes it to its rooms
+// and evaluates the alert rules on it. done is called once the message is
+// settled: with nil once JetStream has stored it, or with the rejection.
+// It is not called when the service stops first, and accept returns false:
+// the message is left for its sender to deliver again.
+func (s *Service) accept(ctx context.Context, topic string, payload []byte, trace nats.Header, done func(error)) bool {
+	msg, err := parse(topic, payload, time.Now())
 	if err != nil {
-		s.reject(msg.deviceID, p.Topic, err)
-		s.ack(pr)
-		return
+		s.reject(msg.deviceID, topic, err)
+		done(err)
+		return true
 	}
 	groups, err := s.admit(ctx, msg.deviceID)
 	if err != nil {
 		if ctx.Err() != nil {
-			return // shutting down before the registry was loaded: redeliver later
+			return false // shutting down before the registry was loaded: redeliver later
 		}
-		s.reject(msg.deviceID, p.Topic, err)
-		s.ack(pr)
-		return
+		s.reject(msg.deviceID, topic, err)
+		done(err)
+		return true
 	}
-	trace := nats.Header{}
-	copyTraceContext(trace, p.Properties)
 	msgs, err := msg.natsMsgs(trace, groups)
 	if err != nil {
 		// Validated envelopes always encode; should one not, dropping it
 		// beats stalling every message behind it.
-		s.reject(msg.deviceID, p.Topic, err)
-		s.ack(pr)
-		return
+		s.reject(msg.deviceID, topic, err)
+		done(err)
+		return true
 	}
 	kind := msg.kind.String()
 	err = s.pub.Publish(ctx, msgs, func() {
 		s.metrics.messages.WithLabelValues(kind).Inc()
-		s.ack(pr)
+		done(nil)
 	})
 	if err != nil {
 		// Shutting down: leave it unacknowledged for redelivery.
-		s.logger.Debug("message left for redelivery", "topic", p.Topic, "err", err)
-		return
+		s.logger.Debug("message left for redelivery", "topic", topic, "err", err)
+		return false
 	}
 	s.evaluateRules(ctx, msg, groups)
+	return true
 }
 
 // evaluateRules hands a reading of a device that alert rules watch to the

@@ -186,6 +186,11 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	workers.Go(func() { s.keepStream(runCtx) })
 	workers.Go(func() { s.commands.run(runCtx) })
+	workers.Go(func() {
+		if err := s.takeIngress(runCtx); err != nil {
+			s.logger.Error("device messages from the edge cannot be taken", "err", err)
+		}
+	})
 	if s.alerts != nil {
 		workers.Go(func() { s.alerts.run(runCtx) })
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/registryclient"
@@ -85,15 +86,15 @@ func setupService(ctx context.Context, name string, args []string, getenv func(s
 
 // openDeviceCache connects to the registry when cfg names one; the cache is
 // nil (and close a no-op) when it does not. The caller runs the cache.
-func openDeviceCache(cfg registryclient.Config, logger *slog.Logger) (cache *devicecache.Cache, close func(), err error) {
+func openDeviceCache(cfg registryclient.Config, logger *slog.Logger) (cache *devicecache.Cache, client registryv1.DeviceRegistryClient, close func(), err error) {
 	if cfg.URL == "" {
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	conn, client, err := registryclient.Dial(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return devicecache.New(client, logger.With("component", "devicecache")), func() { _ = conn.Close() }, nil
+	return devicecache.New(client, logger.With("component", "devicecache")), client, func() { _ = conn.Close() }, nil
 }
 
 // newFlagSet returns a flag set whose -h lists each flag's variable.

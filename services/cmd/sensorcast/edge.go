@@ -50,13 +50,14 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	}
 
 	deps := edge.Deps{NATS: conns, Redis: rdb, Logger: logger, Registry: newRegistry()}
-	cache, closeCache, err := openDeviceCache(registry, logger)
+	cache, client, closeCache, err := openDeviceCache(registry, logger)
 	if err != nil {
 		return err
 	}
 	defer closeCache()
 	if cache != nil {
 		deps.Catalog = cache
+		deps.DeviceSecrets = client
 	}
 	svc, err := edge.New(ctx, cfg, deps)
 	if err != nil {

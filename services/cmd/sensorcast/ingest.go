@@ -48,7 +48,7 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 
 	reg := newRegistry()
 	var opts []ingest.Option
-	cache, closeCache, err := openDeviceCache(registry, logger)
+	cache, _, closeCache, err := openDeviceCache(registry, logger)
 	if err != nil {
 		return err
 	}

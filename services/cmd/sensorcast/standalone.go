@@ -126,7 +126,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	}
 	// ingest and edge follow the registry over its real gRPC listener, as
 	// they would in a cluster: one cache serves both.
-	cache, closeCache, err := openDeviceCache(registryclient.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger)
+	cache, registryAPI, closeCache, err := openDeviceCache(registryclient.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Catalog: cache, Logger: logger.With("component", "edge"), Registry: reg})
+	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Catalog: cache, DeviceSecrets: registryAPI, Logger: logger.With("component", "edge"), Registry: reg})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ type Claims struct {
 	Commands []string
 	// Role is the caller's role for APIs (the registry needs "admin").
 	Role string
+	// DeviceID is set in a device's token (the device_id claim): it lets
+	// the device connect as itself to the device WebSocket.
+	DeviceID string
 }
 
 // MayJoin reports whether the token grants watching room.

@@ -11,8 +11,8 @@ import (
 // valid for ttl from now) with a shared secret; `sensorcast token`,
 // `sensorcast run` and the CLI use it.
 func MintHS256(secret []byte, c Claims, ttl time.Duration, now time.Time) (string, error) {
-	if c.Subject == "" {
-		return "", fmt.Errorf("mint token: subject is required")
+	if c.Subject == "" && c.DeviceID == "" {
+		return "", fmt.Errorf("mint token: subject or device id is required")
 	}
 	claims := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -23,6 +23,7 @@ func MintHS256(secret []byte, c Claims, ttl time.Duration, now time.Time) (strin
 		Rooms:    c.Rooms,
 		Commands: c.Commands,
 		Role:     c.Role,
+		DeviceID: c.DeviceID,
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 	if err != nil {

@@ -98,6 +98,7 @@ type tokenClaims struct {
 	Rooms    []string `json:"rooms,omitempty"`
 	Commands []string `json:"commands,omitempty"`
 	Role     string   `json:"role,omitempty"`
+	DeviceID string   `json:"device_id,omitempty"`
 }
 
 // Verify checks a token and returns its claims. Errors are *RefusedError
@@ -111,10 +112,10 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if err != nil {
 		return nil, refused(reason(err))
 	}
-	if tc.Subject == "" {
+	if tc.Subject == "" && tc.DeviceID == "" {
 		return nil, refused("token has no sub claim")
 	}
-	return &Claims{Subject: tc.Subject, ExpiresAt: tc.ExpiresAt.Time, Rooms: tc.Rooms, Commands: tc.Commands, Role: tc.Role}, nil
+	return &Claims{Subject: tc.Subject, ExpiresAt: tc.ExpiresAt.Time, Rooms: tc.Rooms, Commands: tc.Commands, Role: tc.Role, DeviceID: tc.DeviceID}, nil
 }
 
 func reason(err error) string {

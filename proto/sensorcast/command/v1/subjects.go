@@ -15,6 +15,15 @@ const (
 	ResultSubjectPrefix = "sensorcast.command.result."
 )
 
+// DeviceSubjectPrefix + device id is where the edge that holds a device's
+// WebSocket takes its commands: the ingest replica that took a command
+// tries it first, and sends it over MQTT when no edge answers.
+const DeviceSubjectPrefix = "sensorcast.command.device."
+
+// DeviceSubject is the subject a WebSocket device's edge takes its
+// commands on.
+func DeviceSubject(deviceID string) string { return DeviceSubjectPrefix + deviceID }
+
 // SendSubject is the subject a command for a device is sent on.
 func SendSubject(deviceID string) string { return SendSubjectPrefix + deviceID }
 

@@ -89,3 +89,41 @@ func SubjectInRoom(subject, room string) bool {
 	rest, ok := strings.CutPrefix(subject, prefix)
 	return ok && rest != "" && !strings.Contains(rest, ".")
 }
+
+// Device messages that do not come over MQTT (devices on the edge's
+// WebSocket) enter ingest as NATS requests on IngressSubject, in one queue
+// group (IngressQueue), so they take the very path MQTT messages take:
+// validation, admission, rooms and alert rules. The payload is the device's
+// JSON as is; the answer is empty when the message is stored, or an
+// IngressError.
+const (
+	IngressSubjectPrefix = "sensorcast.ingress."
+	IngressWildcard      = IngressSubjectPrefix + "*.*"
+	IngressQueue         = "sensorcast-ingest"
+)
+
+// IngressSubject is where a message of device deviceID enters ingest;
+// level is the last level of the message's MQTT topic ("telemetry" or
+// "status").
+func IngressSubject(deviceID, level string) string {
+	return IngressSubjectPrefix + deviceID + "." + level
+}
+
+// ParseIngressSubject returns the device id and topic level of an
+// ingress subject.
+func ParseIngressSubject(subject string) (deviceID, level string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, IngressSubjectPrefix)
+	if !ok {
+		return "", "", false
+	}
+	deviceID, level, ok = strings.Cut(rest, ".")
+	return deviceID, level, ok && deviceID != "" && !strings.Contains(level, ".")
+}
+
+// IngressError is the JSON answer to an ingress request that was not
+// stored: Reason is the rejection's reason ("invalid_fields", ...) or
+// "unavailable" when ingest could not take it now (send it again).
+type IngressError struct {
+	Reason string `json:"reason"`
+	Error  string `json:"error"`
+}
