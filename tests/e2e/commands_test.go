@@ -117,7 +117,7 @@ func TestCommandsReachDevicesAcrossReplicas(t *testing.T) {
 		return harness.Dial(t, user+"@"+edge.Name, edge.WSURL,
 			harness.CommandToken(t, jwtSecret, user, time.Hour, []string{"device:*"}, commands), harness.DialOptions{})
 	}
-	alice := operator(edgeA, "alice", "device:cmd-mq-*")
+	alice := operator(edgeA, "alice", "device:cmd-*")
 	bob := operator(edgeB, "bob", "device:cmd-mq-001")
 	watcher := operator(edgeA, "watcher") // may watch, may not command
 	alice.MustSubscribe(t, "device:"+device)
@@ -155,6 +155,52 @@ func TestCommandsReachDevicesAcrossReplicas(t *testing.T) {
 		rs := awaitResults(t, bob, id, "accepted", "delivered", "failed")
 		if !strings.Contains(rs[2].reason(), "unknown command") {
 			t.Errorf("an unknown command failed with %+v", rs[2])
+		}
+	})
+
+	t.Run("a device on a WebSocket of the other edge", func(t *testing.T) {
+		const wsDevice = "cmd-ws-001"
+		wsSim := sensorcast.StartSimulator(t, "simulator-ws", harness.Settings{
+			"MQTT_URL": mqtt.URL, "DEVICES": "0", "WS_DEVICES": "1", "PREFIX": "cmd-", "INTERVAL": "200ms",
+			"WS_URL": "ws://" + edgeB.Addr + "/api/v1/device/ws", "JWT_SECRET": jwtSecret,
+		})
+		alice.MustSubscribe(t, "device:"+wsDevice)
+		awaitWS := func(what string, match func(harness.Message) bool) {
+			t.Helper()
+			if _, err := alice.Await(20*time.Second, func(m harness.Message) bool { return m.Room == "device:"+wsDevice && match(m) }); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+		isStatus := func(status string) func(harness.Message) bool {
+			return func(m harness.Message) bool {
+				var p harness.DeviceStatus
+				return m.Type == "device_status" && json.Unmarshal(m.Payload, &p) == nil && p.Status == status
+			}
+		}
+		awaitWS("the WebSocket device online", isStatus("online"))
+		awaitWS("a reading of the WebSocket device", func(m harness.Message) bool { return m.Type == "telemetry" })
+		for i, c := range []*harness.Client{alice, bob} {
+			if c == bob {
+				continue // bob's grant is cmd-mq-001 only
+			}
+			id := sendCommand(t, c, wsDevice, "blink", map[string]any{"times": i + 4}, 0)
+			rs := awaitResults(t, c, id, "accepted", "delivered", "succeeded")
+			if rs[2].DeviceID != wsDevice || rs[2].Result["blinked"] != float64(i+4) {
+				t.Errorf("blink over WebSocket: final result %+v", rs[2])
+			}
+			expectNoMoreResults(t, c, id)
+		}
+		id := sendCommand(t, alice, wsDevice, "dance", nil, 0)
+		awaitResults(t, alice, id, "accepted", "delivered", "failed")
+
+		if _, err := wsSim.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		awaitWS("the WebSocket device offline", isStatus("offline"))
+		// Gone from every edge, and never on MQTT: nothing can take it.
+		id = sendCommand(t, alice, wsDevice, "blink", nil, 0)
+		if r := awaitResults(t, alice, id, "rejected")[0]; r.reason() == "" {
+			t.Errorf("a command to the departed WebSocket device: %+v", r)
 		}
 	})
 

@@ -50,6 +50,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	fs.StringVar(&dataDir, "data-dir", "", "where the embedded NATS keeps retained room messages, so clients resume across restarts (empty: a temporary directory, removed at exit)")
 	fs.IntVar(&sim.Devices, "devices", 20, "simulated devices (0 disables the simulator)")
 	fs.DurationVar(&sim.Interval, "interval", time.Second, "telemetry interval of each simulated device")
+	fs.IntVar(&sim.WebSocketDevices, "ws-devices", 2, "simulated devices that speak WebSocket to the edge instead of MQTT")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -160,6 +161,12 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	g.Go(func() error { return cache.Run(gctx) })
 	sim.BrokerURL = "mqtt://" + mqttAddr
 	sim.Prefix = "sim-"
+	sim.WebSocketURL = "ws://" + httpLn.Addr().String() + edge.DeviceWSPath
+	sim.Token = deviceTokens(edgeCfg.JWTSecret)
+	if edgeCfg.JWTSecret == "" && sim.WebSocketDevices > 0 {
+		logger.Warn("no jwt-secret to mint device tokens with: the simulator's WebSocket devices are off")
+		sim.WebSocketDevices = 0
+	}
 	g.Go(func() error {
 		// Register the devices first: ingest admits only known devices.
 		if err := registerDemoFleet(gctx, grpcLn.Addr().String(), adminToken, sim); err != nil {
@@ -170,7 +177,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 		for _, ok := cache.Lookup(demoDevice); !ok && gctx.Err() == nil; _, ok = cache.Lookup(demoDevice) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if sim.Devices == 0 {
+		if sim.Devices == 0 && sim.WebSocketDevices == 0 {
 			return nil
 		}
 		return simulator.Run(gctx, sim, logger.With("component", "simulator"))

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
@@ -36,10 +37,16 @@ type Config struct {
 	// Prefix starts every device id; ids are Prefix plus a 3-digit number
 	// (sim-001).
 	Prefix string
+	// WebSocketDevices more devices speak WebSocket to the edge at
+	// WebSocketURL (ws://host:port/api/v1/device/ws) instead of MQTT, with
+	// the tokens Token mints; their ids are Prefix, "ws-" and a number.
+	WebSocketDevices int
+	WebSocketURL     string
+	Token            func(deviceID string) (string, error)
 }
 
 func (c Config) withDefaults() Config {
-	if c.Devices == 0 {
+	if c.Devices == 0 && c.WebSocketDevices == 0 {
 		c.Devices = DefaultDevices
 	}
 	if c.Interval == 0 {
@@ -62,6 +69,17 @@ func (c Config) validate() (*url.URL, error) {
 	if c.Interval < 0 {
 		return nil, fmt.Errorf("simulator: negative interval %s", c.Interval)
 	}
+	if c.WebSocketDevices < 0 {
+		return nil, fmt.Errorf("simulator: %d WebSocket devices", c.WebSocketDevices)
+	}
+	if c.WebSocketDevices > 0 {
+		if u, err := url.Parse(c.WebSocketURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return nil, fmt.Errorf("simulator: WebSocket URL %q is not a ws:// or wss:// URL", c.WebSocketURL)
+		}
+		if c.Token == nil {
+			return nil, fmt.Errorf("simulator: WebSocket devices need a token source")
+		}
+	}
 	if err := room.CheckID(deviceID(c.Prefix, c.Devices)); err != nil {
 		return nil, fmt.Errorf("simulator: prefix %q makes bad device ids: %w", c.Prefix, err)
 	}
@@ -69,6 +87,8 @@ func (c Config) validate() (*url.URL, error) {
 }
 
 func deviceID(prefix string, n int) string { return fmt.Sprintf("%s%03d", prefix, n) }
+
+func wsDeviceID(prefix string, n int) string { return deviceID(prefix+"ws-", n) }
 
 // Model is the hardware model every simulated device reports.
 const Model = "esp32-s3"
@@ -86,9 +106,12 @@ type Member struct {
 // register them before they send anything.
 func Fleet(cfg Config) []Member {
 	cfg = cfg.withDefaults()
-	out := make([]Member, cfg.Devices)
-	for i := range out {
-		out[i] = Member{ID: deviceID(cfg.Prefix, i+1), Site: siteOf(i + 1)}
+	out := make([]Member, 0, cfg.Devices+cfg.WebSocketDevices)
+	for i := 1; i <= cfg.Devices; i++ {
+		out = append(out, Member{ID: deviceID(cfg.Prefix, i), Site: siteOf(i)})
+	}
+	for i := 1; i <= cfg.WebSocketDevices; i++ {
+		out = append(out, Member{ID: wsDeviceID(cfg.Prefix, i), Site: siteOf(cfg.Devices + i)})
 	}
 	return out
 }
@@ -102,13 +125,23 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("simulating devices", "devices", cfg.Devices, "interval", cfg.Interval, "broker", broker.Redacted())
+	logger.Info("simulating devices", "devices", cfg.Devices, "websocket_devices", cfg.WebSocketDevices, "interval", cfg.Interval, "broker", broker.Redacted())
 	// One shared budget for connection warnings, so a missing broker gives a
 	// line every few seconds, not one per device per retry.
 	connectWarn := &rate.Sometimes{First: 1, Interval: 5 * time.Second}
 	var wg sync.WaitGroup
 	for i := 1; i <= cfg.Devices; i++ {
 		d := newDevice(deviceID(cfg.Prefix, i), i, broker, cfg.Interval, logger, connectWarn)
+		wg.Go(func() { d.run(ctx) })
+	}
+	for i := 1; i <= cfg.WebSocketDevices; i++ {
+		// Their sensors are seeded apart from the MQTT devices'.
+		n := cfg.Devices + i
+		d := &wsDevice{
+			id: wsDeviceID(cfg.Prefix, i), url: cfg.WebSocketURL, token: cfg.Token, interval: cfg.Interval,
+			sensors: newSensors(n), jitter: rand.New(rand.NewPCG(uint64(n), 0x3eb50c)),
+			logger: logger.With("device_id", wsDeviceID(cfg.Prefix, i)), connectWarn: connectWarn,
+		}
 		wg.Go(func() { d.run(ctx) })
 	}
 	wg.Wait()
