@@ -36,12 +36,13 @@ func TestMistakesAreReportedClearly(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"no command":                 {nil, nil, "no command"},
-		"an unknown command":         {[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
-		"an edge without token keys": {[]string{"edge"}, nil, "SENSORCAST_JWT_SECRET"},
-		"a bad duration in the env":  {[]string{"edge"}, map[string]string{"SENSORCAST_PING_INTERVAL": "often"}, "SENSORCAST_PING_INTERVAL"},
-		"a bad log level":            {[]string{"edge", "--log-level", "loud", "--jwt-secret", "0123456789abcdef"}, nil, "SENSORCAST_LOG_LEVEL"},
-		"a simulator of no devices":  {[]string{"simulate", "--devices", "0"}, nil, "devices must be at least 1"},
+		"no command":                         {nil, nil, "no command"},
+		"an unknown command":                 {[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		"an edge without token keys":         {[]string{"edge"}, nil, "SENSORCAST_JWT_SECRET"},
+		"a bad duration in the env":          {[]string{"edge"}, map[string]string{"SENSORCAST_PING_INTERVAL": "often"}, "SENSORCAST_PING_INTERVAL"},
+		"a bad log level":                    {[]string{"edge", "--log-level", "loud", "--jwt-secret", "0123456789abcdef"}, nil, "SENSORCAST_LOG_LEVEL"},
+		"a simulator of no devices":          {[]string{"simulate", "--devices", "0"}, nil, "at least 1 device"},
+		"WebSocket devices without a secret": {[]string{"simulate", "--ws-devices", "1"}, nil, "need jwt-secret"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
