@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,5 +231,22 @@ func TestStatusesArriveInOrderWhateverOrderTheyComeIn(t *testing.T) {
 	c.send(`{"type":"ping","request_id":"p"}`)
 	if m := c.next(); m.Type != "pong" {
 		t.Fatalf("after the final status got %s %s, want pong", m.Type, m.Payload)
+	}
+}
+
+func TestACommandToAnUnknownDeviceSaysSoOnlyToThoseGrantedIt(t *testing.T) {
+	cat := &catalog{devices: map[string]bool{"d1": true}}
+	cat.ready.Store(true)
+	e := startEdge(t, nil, func(d *Deps) { d.Catalog = cat })
+	reasonOf := func(r commandResult) string { s, _ := r.Result["reason"].(string); return s }
+	wide := e.dial(t, commandToken(t, "device:*"))
+	wide.send(`{"type":"command","request_id":"g","payload":{"device_id":"ghost","name":"blink"}}`)
+	if r := wide.commandResult("g"); r.Status != "rejected" || !strings.Contains(reasonOf(r), "no such device") {
+		t.Errorf("a token granting every device: %+v", r)
+	}
+	narrow := e.dial(t, commandToken(t, "device:d1"))
+	narrow.send(`{"type":"command","request_id":"g","payload":{"device_id":"ghost","name":"blink"}}`)
+	if r := narrow.commandResult("g"); r.Status != "rejected" || !strings.Contains(reasonOf(r), "does not grant") {
+		t.Errorf("a token granting d1 only: %+v", r)
 	}
 }

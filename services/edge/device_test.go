@@ -211,3 +211,24 @@ func subscribeSync(t *testing.T, nc *nats.Conn, subject string) *nats.Subscripti
 	}
 	return sub
 }
+
+func TestDevicesTheRegistryDoesNotAdmitAreRefused(t *testing.T) {
+	cat := &catalog{devices: map[string]bool{"esp-1": true}}
+	e := startEdge(t, nil, func(d *Deps) { d.Catalog = cat })
+	dial := func(id string) int {
+		_, resp, err := websocket.DefaultDialer.Dial(deviceURL(e)+"?token="+deviceToken(t, id), nil)
+		if err == nil {
+			t.Fatalf("%s connected", id)
+		}
+		return resp.StatusCode
+	}
+	if code := dial("esp-1"); code != http.StatusServiceUnavailable {
+		t.Errorf("before the registry is loaded: %d, want 503", code)
+	}
+	cat.ready.Store(true)
+	if code := dial("esp-2"); code != http.StatusForbidden {
+		t.Errorf("an unknown device: %d, want 403", code)
+	}
+	fakeIngress(t, e)
+	dialDevice(t, e, nil, "?token="+deviceToken(t, "esp-1"))
+}

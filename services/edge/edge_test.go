@@ -572,7 +572,7 @@ type catalog struct {
 }
 
 func (c *catalog) Lookup(id string) (devicecache.Device, bool) {
-	return devicecache.Device{}, c.devices[id]
+	return devicecache.Device{Enabled: true}, c.devices[id]
 }
 func (c *catalog) GroupExists(id string) bool { return c.groups[id] }
 func (c *catalog) Ready() bool                { return c.ready.Load() }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/internal/auth"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
+	"github.com/sensorcast/sensorcast/services/internal/room"
 	"github.com/sensorcast/sensorcast/services/internal/simulator"
 )
 
@@ -47,6 +48,9 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 // deviceTokens mints day-long device tokens with an HS256 secret.
 func deviceTokens(secret string) func(deviceID string) (string, error) {
 	return func(deviceID string) (string, error) {
+		if err := room.CheckID(deviceID); err != nil {
+			return "", fmt.Errorf("device id %q: %w", deviceID, err)
+		}
 		return auth.MintHS256([]byte(secret), auth.Claims{DeviceID: deviceID}, 24*time.Hour, time.Now())
 	}
 }

@@ -274,13 +274,18 @@ Sensorcast is running (standalone: embedded NATS and MQTT broker, simulated devi
   WebSocket:  %[3]s
   MQTT:       mqtt://%[4]s
   Dev token:  %[2]s
-              (user "dev", may watch global, device:*, group:*; valid 24h)
+              (user "dev", may watch global, device:*, group:* and command device:*, group:*; valid 24h)
 
 Try it:
   websocat '%[3]s'
     then send: {"type":"subscribe","payload":{"rooms":["global"]}}
+    or:        {"type":"command","request_id":"c1","payload":{"device_id":"sim-001","name":"blink","params":{"times":3}}}
   mosquitto_pub -h %[5]s -p %[6]s -t devices/my-esp32/telemetry -m '{"fields":{"temperature":21.5}}'
   sensorcast token --sub alice --rooms 'global,device:*'   (mint more tokens)
+
+Devices over WebSocket (sim-ws-001 and sim-ws-002 are simulated that way):
+  websocat "ws://%[1]s/api/v1/device/ws?token=$(sensorcast token --device-id my-esp32)"
+    then send: {"type":"telemetry","payload":{"fields":{"temperature":21.5}}}
 
 `, httpAddr, token, ws, mqttAddr, host(mqttAddr), port(mqttAddr))
 	if devSecret {

@@ -19,6 +19,7 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 		rooms    string
 		commands string
 		role     string
+		deviceID string
 		ttl      time.Duration
 	)
 	fs.StringVar(&secret, "jwt-secret", "", "HS256 secret (default: the public development secret)")
@@ -26,6 +27,7 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	fs.StringVar(&rooms, "rooms", "global,device:*,group:*", "comma-separated room patterns the token may watch")
 	fs.StringVar(&commands, "commands", "", "comma-separated device/group room patterns the token may command")
 	fs.StringVar(&role, "role", "", "mint a device-registry API token with this role claim (admin) instead of a dashboard token; --rooms and --commands are then ignored")
+	fs.StringVar(&deviceID, "device-id", "", "mint a device token (the device_id claim) for the device WebSocket instead of a dashboard token; --sub, --rooms and --commands are then ignored")
 	fs.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	if err := envflag.Parse(fs, args, getenv); err != nil {
 		return err
@@ -36,9 +38,12 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	}
 	var token string
 	var err error
-	if role != "" {
+	switch {
+	case deviceID != "":
+		token, err = deviceTokens(secret)(deviceID)
+	case role != "":
 		token, err = registry.MintToken(secret, subject, role, ttl)
-	} else {
+	default:
 		token, err = edge.MintToken(secret, subject, list(rooms), list(commands), ttl)
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/edge/internal/command"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
+	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/room"
 )
 
@@ -322,9 +323,9 @@ func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
 	if s.commands == nil {
 		return reject("commands are not available on this server")
 	}
-	if !s.mayCommand(p.DeviceID) {
+	if why := s.refuseCommand(p.DeviceID); why != "" {
 		s.metrics.ClientErrors.WithLabelValues(wire.CodeForbidden).Inc()
-		return reject("the token does not grant control of this device")
+		return reject(why)
 	}
 	if !s.commandLimiter.Allow(now) {
 		s.metrics.ClientErrors.WithLabelValues(wire.CodeRateLimited).Inc()
@@ -334,31 +335,29 @@ func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
 	return nil
 }
 
-// mayCommand checks the token's command grants against the device's room
-// and, when the registry is followed, its groups' rooms. An unknown device
-// is not commandable.
-func (s *Session) mayCommand(deviceID string) bool {
+// refuseCommand checks the token's command grants against the device's
+// room and, when the registry is followed, its groups' rooms, and says why
+// the device may not be commanded ("" if it may). Only a token whose
+// device grant covers an unknown device learns that it is unknown.
+func (s *Session) refuseCommand(deviceID string) string {
+	const forbidden = "the token does not grant control of this device"
+	var d devicecache.Device
+	known := false
+	if s.catalog != nil {
+		d, known = s.catalog.Lookup(deviceID)
+	}
 	if s.claims.MayCommand(room.Device(deviceID)) {
-		return s.catalog == nil || s.known(deviceID)
-	}
-	if s.catalog == nil {
-		return false
-	}
-	d, ok := s.catalog.Lookup(deviceID)
-	if !ok {
-		return false
+		if s.catalog != nil && !known {
+			return fmt.Sprintf("no such device %q", deviceID)
+		}
+		return ""
 	}
 	for _, g := range d.Groups {
 		if s.claims.MayCommand(room.Group(g)) {
-			return true
+			return ""
 		}
 	}
-	return false
-}
-
-func (s *Session) known(deviceID string) bool {
-	_, ok := s.catalog.Lookup(deviceID)
-	return ok
+	return forbidden
 }
 
 func validCommandName(name string) bool {
