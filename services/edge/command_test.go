@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +249,53 @@ func TestACommandToAnUnknownDeviceSaysSoOnlyToThoseGrantedIt(t *testing.T) {
 	narrow.send(`{"type":"command","request_id":"g","payload":{"device_id":"ghost","name":"blink"}}`)
 	if r := narrow.commandResult("g"); r.Status != "rejected" || !strings.Contains(reasonOf(r), "does not grant") {
 		t.Errorf("a token granting d1 only: %+v", r)
+	}
+}
+
+func TestAUserCannotEscapeTheCommandLimitWithMoreConnections(t *testing.T) {
+	e := startEdge(t, nil)
+	ingest := startFakeIngest(t, e, commandv1.Status_STATUS_ACCEPTED)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() { // take every command, so that the fake never waits
+		for {
+			select {
+			case <-ingest.commands:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var conns []*client
+	for range 3 {
+		conns = append(conns, e.dial(t, commandToken(t, "device:*")))
+	}
+	reasonOf := func(r commandResult) string { s, _ := r.Result["reason"].(string); return s }
+	limited := 0
+	for i, c := range conns {
+		for j := range 10 { // each connection within its own burst of 10
+			id := fmt.Sprintf("c%d-%d", i, j)
+			c.send(fmt.Sprintf(`{"type":"command","request_id":%q,"payload":{"device_id":"d%d-%d","name":"blink"}}`, id, i, j))
+			if r := c.commandResult(id); r.Status == "rejected" {
+				if !strings.Contains(reasonOf(r), "from this user") {
+					t.Fatalf("%s: %+v", id, r)
+				}
+				limited++
+			}
+		}
+	}
+	// 30 commands against a burst of 20, refilled at 5 per second while
+	// they are sent.
+	if limited == 0 {
+		t.Error("no command was refused by the per-user limit")
+	}
+	other, err := MintToken(testSecret, "someone-else", []string{"device:*"}, []string{"device:*"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial(t, other)
+	c.send(`{"type":"command","request_id":"x","payload":{"device_id":"dx","name":"blink"}}`)
+	if r := c.commandResult("x"); r.Status != "accepted" {
+		t.Errorf("another user's command: %+v", r)
 	}
 }

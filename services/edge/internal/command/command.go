@@ -45,6 +45,7 @@ type Result struct {
 
 // Request is a command a connection wants sent.
 type Request struct {
+	UserID   string // the token's subject, for the per-user limit
 	DeviceID string
 	Name     string
 	Params   map[string]any
@@ -62,7 +63,8 @@ type Dispatcher struct {
 	logger  *slog.Logger
 	metrics *Metrics
 
-	perDevice *deviceLimiter
+	perDevice *keyedLimiter
+	perUser   *keyedLimiter
 
 	mu       sync.Mutex
 	inflight map[string]*inflight
@@ -81,17 +83,22 @@ type inflight struct {
 }
 
 // Per-device limit of commands through one pod: a device is a small
-// machine, and a dashboard full of buttons should not flood it.
+// machine, and a dashboard full of buttons should not flood it. The
+// per-user limit covers all of a user's connections to the pod, above the
+// per-connection limit of the session.
 const (
 	DeviceRate  = 2.0
 	DeviceBurst = 5
+	UserRate    = 5.0
+	UserBurst   = 20
 )
 
 // New subscribes to this edge's result subject on nc.
 func New(nc *nats.Conn, metrics *Metrics, logger *slog.Logger) (*Dispatcher, error) {
 	d := &Dispatcher{
 		nc: nc, token: nuid.Next(), logger: logger, metrics: metrics,
-		perDevice: newDeviceLimiter(DeviceRate, DeviceBurst), inflight: map[string]*inflight{},
+		perDevice: newKeyedLimiter(DeviceRate, DeviceBurst), perUser: newKeyedLimiter(UserRate, UserBurst),
+		inflight: map[string]*inflight{},
 	}
 	sub, err := nc.Subscribe(commandv1.ResultSubject(d.token), d.onResult)
 	if err != nil {
@@ -105,7 +112,13 @@ func New(nc *nats.Conn, metrics *Metrics, logger *slog.Logger) (*Dispatcher, err
 // sink, under requestID, as they happen.
 func (d *Dispatcher) Send(sink Sink, requestID string, req Request) string {
 	id := commandv1.NewCommandID(d.token, nuid.Next())
-	if !d.perDevice.allow(req.DeviceID, time.Now()) {
+	now := time.Now()
+	if !d.perUser.allow(req.UserID, now) {
+		d.metrics.Results.WithLabelValues("rejected").Inc()
+		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason(fmt.Sprintf("too many commands from this user; at most %g per second", UserRate))})
+		return id
+	}
+	if !d.perDevice.allow(req.DeviceID, now) {
 		d.metrics.Results.WithLabelValues("rejected").Inc()
 		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("too many commands for this device; try again shortly")})
 		return id

@@ -7,9 +7,10 @@ import (
 	"github.com/sensorcast/sensorcast/services/edge/internal/ratelimit"
 )
 
-// deviceLimiter bounds the commands one device receives through this pod,
-// whoever sends them: a bucket per device, forgotten once full again.
-type deviceLimiter struct {
+// keyedLimiter bounds the commands per key (a device, whoever sends to
+// it; a user, over all their connections) through this pod: a bucket per
+// key, forgotten once full again.
+type keyedLimiter struct {
 	rate  float64
 	burst int
 
@@ -20,11 +21,11 @@ type deviceLimiter struct {
 // sweepAt is the number of buckets above which full ones are dropped.
 const sweepAt = 10_000
 
-func newDeviceLimiter(rate float64, burst int) *deviceLimiter {
-	return &deviceLimiter{rate: rate, burst: burst, buckets: map[string]*ratelimit.Bucket{}}
+func newKeyedLimiter(rate float64, burst int) *keyedLimiter {
+	return &keyedLimiter{rate: rate, burst: burst, buckets: map[string]*ratelimit.Bucket{}}
 }
 
-func (l *deviceLimiter) allow(deviceID string, now time.Time) bool {
+func (l *keyedLimiter) allow(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.buckets) > sweepAt {
@@ -34,11 +35,11 @@ func (l *deviceLimiter) allow(deviceID string, now time.Time) bool {
 			}
 		}
 	}
-	b, ok := l.buckets[deviceID]
+	b, ok := l.buckets[key]
 	if !ok {
 		nb := ratelimit.New(l.rate, l.burst, now)
 		b = &nb
-		l.buckets[deviceID] = b
+		l.buckets[key] = b
 	}
 	return b.Allow(now)
 }

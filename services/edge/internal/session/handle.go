@@ -331,7 +331,7 @@ func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
 		s.metrics.ClientErrors.WithLabelValues(wire.CodeRateLimited).Inc()
 		return reject(fmt.Sprintf("too many commands; at most %g per second", s.cfg.CommandRate))
 	}
-	s.commands.Send(s, msg.RequestID, command.Request{DeviceID: p.DeviceID, Name: p.Name, Params: p.Params, TTL: ttl})
+	s.commands.Send(s, msg.RequestID, command.Request{UserID: s.claims.Subject, DeviceID: p.DeviceID, Name: p.Name, Params: p.Params, TTL: ttl})
 	return nil
 }
 
