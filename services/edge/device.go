@@ -39,7 +39,7 @@ func (s *Service) serveDeviceWS(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered with an HTTP error
 	}
 	cfg := s.cfg.Session
-	conn := devicews.New(deviceID, ws, s.conns[0], devicews.Config{
+	conn := devicews.New(deviceID, ws, s.conns[0], s.js, devicews.Config{
 		ReadLimit: cfg.MaxMessageBytes, PingInterval: cfg.PingInterval, IdleTimeout: cfg.PongTimeout,
 		WriteTimeout: cfg.WriteTimeout, Rate: cfg.RateLimit, Burst: cfg.RateBurst,
 	}, s.devices, s.logger)

@@ -19,6 +19,7 @@ import (
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/internal/auth"
+	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 )
 
 // ingressMsg is a device message as ingest received it.
@@ -231,4 +232,46 @@ func TestDevicesTheRegistryDoesNotAdmitAreRefused(t *testing.T) {
 	}
 	fakeIngress(t, e)
 	dialDevice(t, e, nil, "?token="+deviceToken(t, "esp-1"))
+}
+
+func TestAWebSocketDeviceGetsTheCommandsHeldForIt(t *testing.T) {
+	e := startEdge(t, nil)
+	fakeIngress(t, e)
+	if err := commandqueue.Ensure(t.Context(), e.js); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(id string) {
+		t.Helper()
+		c := &commandv1.Command{CommandId: id, DeviceId: "esp-1", Name: "blink", IssuedAt: timestamppb.Now(), TtlMs: 60_000}
+		data, _ := proto.Marshal(c)
+		if err := commandqueue.Hold(t.Context(), e.js, e.pub, c, data, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(d *client, id string) {
+		t.Helper()
+		m := d.next()
+		var c struct {
+			CommandID string `json:"command_id"`
+		}
+		d.payload(m, &c)
+		if m.Type != "command" || c.CommandID != id {
+			t.Fatalf("got %s %s, want command %s", m.Type, m.Payload, id)
+		}
+	}
+	hold("edgetok-1")
+	hold("edgetok-2")
+	d := dialDevice(t, e, nil, "?token="+deviceToken(t, "esp-1"))
+	expect(d, "edgetok-1")
+	expect(d, "edgetok-2")
+	hold("edgetok-3") // while it is connected (a race with its connecting)
+	expect(d, "edgetok-3")
+	_ = d.conn.Close()
+
+	// Taken means gone: the next connection gets nothing old.
+	d = dialDevice(t, e, nil, "?token="+deviceToken(t, "esp-1"))
+	d.send(`{"type":"ping","request_id":"p"}`)
+	if m := d.next(); m.Type != "pong" {
+		t.Fatalf("a command was delivered twice: %s %s", m.Type, m.Payload)
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -64,6 +65,7 @@ type Service struct {
 	metrics   *session.Metrics
 	devices   *devicews.Metrics
 	secrets   DeviceSecrets // nil: devices authenticate with tokens only
+	js        jetstream.JetStream
 	gatherer  prometheus.Gatherer
 	upgrader  websocket.Upgrader
 	origins   []string
@@ -116,7 +118,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	js, err := jetstream.New(deps.NATS[0])
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
 	s := &Service{
+		js:       js,
 		cfg:      cfg,
 		logger:   deps.Logger,
 		conns:    deps.NATS,

@@ -12,21 +12,25 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	commandv1 "github.com/sensorcast/sensorcast/proto/sensorcast/command/v1"
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
+	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
 	"github.com/sensorcast/sensorcast/services/internal/room"
 )
 
 // Commands: an edge sends a dashboard's command as a NATS request on
 // sensorcast.command.send.<device>; the ingest replicas answer in one queue
-// group, so exactly one of them publishes it to devices/<id>/commands at
-// QoS 1 and answers accepted (the broker holds it for the device) or
-// rejected. The broker keeps it for an offline device with a persistent
-// session until the command's TTL, as MQTT message expiry, runs out. The
+// group, so exactly one of them hands it on and answers accepted or
+// rejected. It goes to the edge holding the device's WebSocket if there is
+// one, else to devices/<id>/commands at QoS 1: the broker keeps it for an
+// offline device with a persistent session until the command's TTL, as
+// MQTT message expiry, runs out. When the broker says no session takes it,
+// the command waits in the command queue for a WebSocket device to connect. The
 // device's acknowledgements (devices/<id>/commands/ack) reach any replica
 // through the shared subscription, which relays them to the edge named in
 // the command id; that edge alone decides which statuses its client sees.
@@ -57,7 +61,8 @@ type mqttPublisher interface {
 // the others take its share.
 type commandRelay struct {
 	nc      *nats.Conn
-	devices Devices // nil: every well-formed device id is admitted
+	js      jetstream.JetStream // holds commands for offline WebSocket devices
+	devices Devices             // nil: every well-formed device id is admitted
 	logger  *slog.Logger
 	metrics *metrics
 	jobs    chan *nats.Msg
@@ -68,8 +73,8 @@ type commandRelay struct {
 	closed bool
 }
 
-func newCommandRelay(nc *nats.Conn, devices Devices, logger *slog.Logger, m *metrics) *commandRelay {
-	return &commandRelay{nc: nc, devices: devices, logger: logger, metrics: m, jobs: make(chan *nats.Msg, commandQueue)}
+func newCommandRelay(nc *nats.Conn, js jetstream.JetStream, devices Devices, logger *slog.Logger, m *metrics) *commandRelay {
+	return &commandRelay{nc: nc, js: js, devices: devices, logger: logger, metrics: m, jobs: make(chan *nats.Msg, commandQueue)}
 }
 
 // run serves commands until ctx ends, then stops taking them and answers
@@ -212,7 +217,12 @@ func (r *commandRelay) send(ctx context.Context, m *nats.Msg, c *commandv1.Comma
 		return reject("the MQTT broker did not take the command; try again")
 	}
 	if resp != nil && resp.ReasonCode == pubackNoMatchingSubscribers {
-		return reject("the device has no MQTT session subscribed to its commands")
+		// No MQTT session keeps it: the device may speak WebSocket and be
+		// away, so the command waits for it in the command queue.
+		if err := commandqueue.Hold(pctx, r.js, r.nc, c, m.Data, left); err != nil {
+			r.logger.Warn("command not held", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
+			return reject("the device is offline and its command could not be held; try again")
+		}
 	}
 	return &commandv1.Result{CommandId: c.GetCommandId(), DeviceId: c.GetDeviceId(), Status: commandv1.Status_STATUS_ACCEPTED}
 }

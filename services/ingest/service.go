@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sensorcast/sensorcast/services/ingest/internal/alerting"
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
+	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
 )
@@ -134,7 +135,11 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 	for _, opt := range opts {
 		opt(s)
 	}
-	s.commands = newCommandRelay(nc, s.devices, logger, m)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: jetstream: %w", err)
+	}
+	s.commands = newCommandRelay(nc, js, s.devices, logger, m)
 	s.pub = natspub.New(nc, natspub.Options{
 		QueueSize: receiveMaximum,
 		OnError:   s.publishFailed,
@@ -153,6 +158,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.ensureStream(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before NATS could take the configuration
+		}
+		return err
+	}
+	if err := commandqueue.Ensure(ctx, s.commands.js); err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
 		return err
 	}

@@ -193,14 +193,28 @@ func TestCommandsReachDevicesAcrossReplicas(t *testing.T) {
 		id := sendCommand(t, alice, wsDevice, "dance", nil, 0)
 		awaitResults(t, alice, id, "accepted", "delivered", "failed")
 
+		// Away, and never on MQTT: its commands wait for it in the queue,
+		// until their timeout.
+		wsSettings := harness.Settings{
+			"MQTT_URL": mqtt.URL, "DEVICES": "0", "WS_DEVICES": "1", "PREFIX": "cmd-", "INTERVAL": "200ms",
+			"WS_URL": "ws://" + edgeB.Addr + "/api/v1/device/ws", "JWT_SECRET": jwtSecret,
+		}
 		if _, err := wsSim.Stop(); err != nil {
 			t.Fatal(err)
 		}
 		awaitWS("the WebSocket device offline", isStatus("offline"))
-		// Gone from every edge, and never on MQTT: nothing can take it.
-		id = sendCommand(t, alice, wsDevice, "blink", nil, 0)
-		if r := awaitResults(t, alice, id, "rejected")[0]; r.reason() == "" {
-			t.Errorf("a command to the departed WebSocket device: %+v", r)
+		waited := sendCommand(t, alice, wsDevice, "blink", map[string]any{"times": 9}, 30*time.Second)
+		gaveUp := sendCommand(t, alice, wsDevice, "blink", nil, 1500*time.Millisecond)
+		awaitResults(t, alice, waited, "accepted")
+		awaitResults(t, alice, gaveUp, "accepted", "timeout")
+		wsSim = sensorcast.StartSimulator(t, "simulator-ws-back", wsSettings)
+		if rs := awaitResults(t, alice, waited, "delivered", "succeeded"); rs[1].Result["blinked"] != 9.0 {
+			t.Errorf("the command that waited: %+v", rs[1])
+		}
+		awaitWS("the WebSocket device back online", isStatus("online"))
+		expectNoMoreResults(t, alice, gaveUp)
+		if _, err := wsSim.Stop(); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -217,12 +231,10 @@ func TestCommandsReachDevicesAcrossReplicas(t *testing.T) {
 		if after := commandsAnswered(t, ingests); after != before {
 			t.Errorf("refused commands reached ingest (%v commands answered before, %v after)", before, after)
 		}
-		// No device has ever subscribed to cmd-mq-009's commands, so the
-		// broker has no session to keep the command in.
-		id = sendCommand(t, alice, "cmd-mq-009", "blink", nil, 0)
-		if r := awaitResults(t, alice, id, "rejected")[0]; !strings.Contains(r.reason(), "no MQTT session") {
-			t.Errorf("a command to a device that never connected: %+v", r)
-		}
+		// No device has ever connected as cmd-mq-009: its command waits in
+		// the queue (it might speak WebSocket) and times out.
+		id = sendCommand(t, alice, "cmd-mq-009", "blink", nil, time.Second)
+		awaitResults(t, alice, id, "accepted", "timeout")
 	})
 
 	t.Run("an offline device gets its command when it comes back within the TTL", func(t *testing.T) {

@@ -27,12 +27,14 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	commandv1 "github.com/sensorcast/sensorcast/proto/sensorcast/command/v1"
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/edge/internal/ratelimit"
+	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
 )
 
@@ -70,6 +72,7 @@ type Conn struct {
 	deviceID string
 	ws       *websocket.Conn
 	nc       *nats.Conn
+	js       jetstream.JetStream // the command queue: commands held while it was away
 	cfg      Config
 	logger   *slog.Logger
 	metrics  *Metrics
@@ -85,9 +88,9 @@ type Conn struct {
 }
 
 // New wraps an upgraded connection of an authenticated device.
-func New(deviceID string, ws *websocket.Conn, nc *nats.Conn, cfg Config, metrics *Metrics, logger *slog.Logger) *Conn {
+func New(deviceID string, ws *websocket.Conn, nc *nats.Conn, js jetstream.JetStream, cfg Config, metrics *Metrics, logger *slog.Logger) *Conn {
 	return &Conn{
-		deviceID: deviceID, ws: ws, nc: nc, cfg: cfg, metrics: metrics,
+		deviceID: deviceID, ws: ws, nc: nc, js: js, cfg: cfg, metrics: metrics,
 		logger:  logger.With("device_id", deviceID),
 		limiter: ratelimit.New(cfg.Rate, cfg.Burst, time.Now()),
 		out:     make(chan []byte, sendQueue), done: make(chan struct{}),
@@ -127,6 +130,24 @@ func (c *Conn) Run(ctx context.Context) {
 
 	var writer sync.WaitGroup
 	writer.Go(c.write)
+	if err == nil {
+		// Subscribed to its commands first, then the held ones: a command
+		// is either held before the first take or notified after.
+		waiting := make(chan struct{}, 1)
+		notify, nerr := c.nc.Subscribe(commandqueue.NotifySubject(c.deviceID), func(*nats.Msg) {
+			select {
+			case waiting <- struct{}{}:
+			default: // a take is due already
+			}
+		})
+		if nerr != nil {
+			c.logger.Warn("held commands will not be noticed", "err", nerr)
+		} else {
+			defer func() { _ = notify.Unsubscribe() }()
+		}
+		waiting <- struct{}{}
+		writer.Go(func() { c.takeHeld(ctx, waiting) })
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -306,6 +327,32 @@ func (c *Conn) onCommand(m *nats.Msg) {
 	}
 	c.metrics.Commands.Inc()
 	answer(commandv1.Status_STATUS_ACCEPTED, "")
+}
+
+// takeHeld sends the device the commands held for it while it was away,
+// and those held later, until the connection ends.
+func (c *Conn) takeHeld(ctx context.Context, waiting <-chan struct{}) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-waiting:
+		}
+		err := commandqueue.Take(ctx, c.js, c.deviceID, time.Now, func(cmd *commandv1.Command, _ []byte) bool {
+			payload, err := devicemsg.EncodeCommand(cmd)
+			if err != nil {
+				return true // unreadable: drop it
+			}
+			if !c.enqueue(encode("command", "", payload)) {
+				return false
+			}
+			c.metrics.Commands.Inc()
+			return true
+		})
+		if err != nil && ctx.Err() == nil {
+			c.logger.Warn("held commands not taken", "err", err)
+		}
+	}
 }
 
 // reply queues a frame for the device; a device too slow to read its
