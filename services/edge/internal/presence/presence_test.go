@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sensorcast/sensorcast/proto/edgestats"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/redistest"
 )
@@ -129,7 +130,7 @@ func TestPresenceRebuildsAfterARedisRestart(t *testing.T) {
 	}, "presence rebuilt from the live pod")
 	t.Logf("rebuilt %s after the restart (lease %s)", time.Since(start).Round(10*time.Millisecond), lease)
 
-	stats, err := srv.Client(t).HGetAll(context.Background(), PodKeyPrefix+"pod-a").Result()
+	stats, err := srv.Client(t).HGetAll(context.Background(), edgestats.PodKey("pod-a")).Result()
 	if err != nil || stats["connections"] != "1" {
 		t.Errorf("pod stats after restart = %v, %v", stats, err)
 	}

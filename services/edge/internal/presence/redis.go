@@ -9,19 +9,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sensorcast/sensorcast/proto/edgestats"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 )
 
-// Redis keys. The operator reads the pod keys, so they are part of the
-// edge's interface: keep them stable.
-const (
-	// roomKeyPrefix + room: hash of "pod|user" -> that user's connections in the room on that pod.
-	roomKeyPrefix = "sensorcast:presence:room:"
-	// PodKeyPrefix + pod: hash {connections, rooms, updated_ms} that expires with the pod's lease.
-	PodKeyPrefix = "sensorcast:edge:pod:"
-	// PodsKey: sorted set of pod names scored by their last heartbeat (unix ms).
-	PodsKey = "sensorcast:edge:pods"
-)
+// roomKeyPrefix + room: hash of "pod|user" -> that user's connections in the
+// room on that pod. The pod keys, which the operator reads, are spelled in
+// edgestats.
+const roomKeyPrefix = "sensorcast:presence:room:"
 
 // Redis is the Backend shared by every edge pod.
 type Redis struct {
@@ -52,15 +47,15 @@ func (r *Redis) Apply(ctx context.Context, pod string, changes []Change) error {
 
 func (r *Redis) Heartbeat(ctx context.Context, pod string, stats PodStats, lease time.Duration) (bool, error) {
 	now := time.Now().UnixMilli()
-	key := PodKeyPrefix + pod
+	key := edgestats.PodKey(pod)
 	var exists *redis.IntCmd
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		exists = p.Exists(ctx, key)
-		p.HSet(ctx, key, "connections", stats.Connections, "rooms", stats.Rooms, "updated_ms", now)
+		p.HSet(ctx, key, edgestats.FieldConnections, stats.Connections, edgestats.FieldRooms, stats.Rooms, edgestats.FieldUpdatedMs, now)
 		p.PExpire(ctx, key, lease)
-		p.ZAdd(ctx, PodsKey, redis.Z{Score: float64(now), Member: pod})
+		p.ZAdd(ctx, edgestats.PodsKey, redis.Z{Score: float64(now), Member: pod})
 		// Keep the index from growing with pods long gone.
-		p.ZRemRangeByScore(ctx, PodsKey, "-inf", strconv.FormatInt(now-10*lease.Milliseconds(), 10))
+		p.ZRemRangeByScore(ctx, edgestats.PodsKey, "-inf", strconv.FormatInt(now-10*lease.Milliseconds(), 10))
 		return nil
 	})
 	if err != nil {
@@ -90,7 +85,7 @@ func (r *Redis) Members(ctx context.Context, room string) ([]wire.Member, error)
 		cmds := make([]*redis.IntCmd, len(pods))
 		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, pod := range pods {
-				cmds[i] = p.Exists(ctx, PodKeyPrefix+pod)
+				cmds[i] = p.Exists(ctx, edgestats.PodKey(pod))
 			}
 			return nil
 		})
@@ -129,8 +124,8 @@ func (r *Redis) Forget(ctx context.Context, pod string, rooms []string) error {
 			// prefix in one round trip per room.
 			p.Eval(ctx, forgetScript, []string{roomKeyPrefix + room}, pod+"|")
 		}
-		p.Del(ctx, PodKeyPrefix+pod)
-		p.ZRem(ctx, PodsKey, pod)
+		p.Del(ctx, edgestats.PodKey(pod))
+		p.ZRem(ctx, edgestats.PodsKey, pod)
 		return nil
 	})
 	if err != nil {
