@@ -120,8 +120,10 @@ func (d *device) run(ctx context.Context) {
 			d.stop(cm, statusTopic)
 			return
 		case <-connected:
-			d.publish(ctx, cm, statusTopic, []byte(onlinePayload), true)
+			// Subscribed before it says online, so a dashboard that
+			// commands it the moment it shows online reaches it.
 			d.subscribeCommands(ctx, cm)
+			d.publish(ctx, cm, statusTopic, []byte(onlinePayload), true)
 		case payload := <-commands:
 			for _, ack := range answer(payload) {
 				d.publish(ctx, cm, devicemsg.AckTopic(d.id), ack, false)
