@@ -228,6 +228,7 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 	})
 	g.Go(func() error { s.tracker.Run(trackerCtx); return nil })
 	g.Go(func() error { s.verifier.Run(gctx); return nil })
+	g.Go(func() error { s.shedLoop(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		s.drain(srv)

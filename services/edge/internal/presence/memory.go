@@ -46,12 +46,14 @@ func (m *Memory) Apply(_ context.Context, pod string, changes []Change) error {
 	return nil
 }
 
-func (m *Memory) Heartbeat(_ context.Context, pod string, stats PodStats, _ time.Duration) (bool, error) {
+// Heartbeat never brings a shed request: one process is one pod, and there
+// is nowhere to move its connections to.
+func (m *Memory) Heartbeat(_ context.Context, pod string, stats PodStats, _ time.Duration) (Beat, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, held := m.pods[pod]
 	m.pods[pod] = stats
-	return held, nil
+	return Beat{Held: held}, nil
 }
 
 func (m *Memory) Members(_ context.Context, room string) ([]wire.Member, error) {

@@ -135,3 +135,50 @@ func TestPresenceRebuildsAfterARedisRestart(t *testing.T) {
 		t.Errorf("pod stats after restart = %v, %v", stats, err)
 	}
 }
+
+func TestShedRequestsComeWithTheHeartbeatOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	tr, _ := startTracker(t, "pod-a", NewRedis(rdb), 300*time.Millisecond)
+
+	// Written the way the operator writes it (operator/internal/edgeload).
+	request := func(fields ...any) {
+		t.Helper()
+		if err := rdb.HSet(ctx, edgestats.ShedKey("pod-a"), fields...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request(edgestats.FieldShedConnections, 40, edgestats.FieldShedPerSecond, 20)
+	select {
+	case got := <-tr.Sheds():
+		if got != (Shed{Connections: 40, PerSecond: 20}) {
+			t.Fatalf("shed %+v, want 40 at 20/s", got)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no shed request within two heartbeats")
+	}
+	eventually(t, time.Second, func() bool {
+		return rdb.Exists(ctx, edgestats.ShedKey("pod-a")).Val() == 0
+	}, "the request is removed once taken")
+
+	// A malformed request is dropped, not acted on.
+	request(edgestats.FieldShedConnections, "all", edgestats.FieldShedPerSecond, 20)
+	eventually(t, time.Second, func() bool {
+		return rdb.Exists(ctx, edgestats.ShedKey("pod-a")).Val() == 0
+	}, "the malformed request is taken")
+	select {
+	case got := <-tr.Sheds():
+		t.Fatalf("malformed request delivered as %+v", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+func TestANewerShedRequestReplacesAnUntakenOne(t *testing.T) {
+	tr := NewTracker("pod-a", NewMemory(), time.Second, func() PodStats { return PodStats{} }, discard)
+	tr.offerShed(Shed{Connections: 10, PerSecond: 1})
+	tr.offerShed(Shed{Connections: 30, PerSecond: 5})
+	if got := <-tr.Sheds(); got != (Shed{Connections: 30, PerSecond: 5}) {
+		t.Fatalf("got %+v, want the newer request", got)
+	}
+}

@@ -45,12 +45,17 @@ func (r *Redis) Apply(ctx context.Context, pod string, changes []Change) error {
 	return nil
 }
 
-func (r *Redis) Heartbeat(ctx context.Context, pod string, stats PodStats, lease time.Duration) (bool, error) {
+func (r *Redis) Heartbeat(ctx context.Context, pod string, stats PodStats, lease time.Duration) (Beat, error) {
 	now := time.Now().UnixMilli()
 	key := edgestats.PodKey(pod)
+	shedKey := edgestats.ShedKey(pod)
 	var exists *redis.IntCmd
+	var shed *redis.MapStringStringCmd
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		exists = p.Exists(ctx, key)
+		// Taken and removed in the same transaction: each request acts once.
+		shed = p.HGetAll(ctx, shedKey)
+		p.Del(ctx, shedKey)
 		p.HSet(ctx, key, edgestats.FieldConnections, stats.Connections, edgestats.FieldRooms, stats.Rooms, edgestats.FieldUpdatedMs, now)
 		p.PExpire(ctx, key, lease)
 		p.ZAdd(ctx, edgestats.PodsKey, redis.Z{Score: float64(now), Member: pod})
@@ -59,9 +64,19 @@ func (r *Redis) Heartbeat(ctx context.Context, pod string, stats PodStats, lease
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("redis presence heartbeat: %w", err)
+		return Beat{}, fmt.Errorf("redis presence heartbeat: %w", err)
 	}
-	return exists.Val() == 1, nil
+	return Beat{Held: exists.Val() == 1, Shed: parseShed(shed.Val())}, nil
+}
+
+// parseShed reads a shed request; a malformed one is no request.
+func parseShed(fields map[string]string) Shed {
+	n, err1 := strconv.Atoi(fields[edgestats.FieldShedConnections])
+	rate, err2 := strconv.Atoi(fields[edgestats.FieldShedPerSecond])
+	if err1 != nil || err2 != nil || n <= 0 || rate <= 0 {
+		return Shed{}
+	}
+	return Shed{Connections: n, PerSecond: rate}
 }
 
 func (r *Redis) Members(ctx context.Context, room string) ([]wire.Member, error) {

@@ -33,12 +33,28 @@ type PodStats struct {
 	Rooms       int
 }
 
+// Shed is the operator's request that this pod close some of its
+// connections, at most PerSecond a second, so their clients reconnect to
+// emptier pods.
+type Shed struct {
+	Connections int
+	PerSecond   int
+}
+
+// Beat is what a heartbeat learns.
+type Beat struct {
+	// Held: the lease was still held; false means the pod's state may be gone.
+	Held bool
+	// Shed is a pending shed request, taken (removed) by this heartbeat;
+	// zero when there is none.
+	Shed Shed
+}
+
 // Backend stores every pod's presence.
 type Backend interface {
 	Apply(ctx context.Context, pod string, changes []Change) error
-	// Heartbeat renews the pod's lease and stats. It reports whether the
-	// lease was still held; false means the pod's state may be gone.
-	Heartbeat(ctx context.Context, pod string, stats PodStats, lease time.Duration) (held bool, err error)
+	// Heartbeat renews the pod's lease and stats, and takes any shed request.
+	Heartbeat(ctx context.Context, pod string, stats PodStats, lease time.Duration) (Beat, error)
 	Members(ctx context.Context, room string) ([]wire.Member, error)
 	// Forget removes the pod and its members from the given rooms.
 	Forget(ctx context.Context, pod string, rooms []string) error
@@ -61,6 +77,10 @@ type Tracker struct {
 
 	// flushMu orders flushes so an older snapshot never overwrites a newer one.
 	flushMu sync.Mutex
+
+	// sheds holds the latest shed request not yet taken by the pod; a newer
+	// request replaces an untaken one.
+	sheds chan Shed
 }
 
 // NewTracker returns a tracker for pod. stats is read at every heartbeat.
@@ -74,8 +94,12 @@ func NewTracker(pod string, backend Backend, lease time.Duration, stats func() P
 		logger:     logger,
 		counts:     map[roomUser]int{},
 		dirty:      map[roomUser]struct{}{},
+		sheds:      make(chan Shed, 1),
 	}
 }
+
+// Sheds delivers the operator's shed requests, which come with heartbeats.
+func (t *Tracker) Sheds() <-chan Shed { return t.sheds }
 
 // Join counts one more connection of user in room.
 func (t *Tracker) Join(room, user string) { t.add(room, user, 1) }
@@ -131,14 +155,17 @@ func (t *Tracker) Run(ctx context.Context) {
 func (t *Tracker) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, t.lease/3)
 	defer cancel()
-	held, err := t.backend.Heartbeat(ctx, t.pod, t.stats(), t.lease)
+	beat, err := t.backend.Heartbeat(ctx, t.pod, t.stats(), t.lease)
 	if err != nil {
 		if ctx.Err() == nil {
 			t.logger.Warn("presence heartbeat failed", "pod", t.pod, "err", err)
 		}
 		return
 	}
-	if !held {
+	if beat.Shed.Connections > 0 && beat.Shed.PerSecond > 0 {
+		t.offerShed(beat.Shed)
+	}
+	if !beat.Held {
 		// Our state may be gone: write all of it again.
 		t.mu.Lock()
 		for k := range t.counts {
@@ -148,6 +175,20 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		t.mu.Unlock()
 		if n > 0 {
 			t.logger.Info("presence lease was lost; rewriting local state", "pod", t.pod, "entries", n)
+		}
+	}
+}
+
+func (t *Tracker) offerShed(s Shed) {
+	for {
+		select {
+		case t.sheds <- s:
+			return
+		default:
+		}
+		select {
+		case <-t.sheds: // replaced by the newer request
+		default:
 		}
 	}
 }
