@@ -13,6 +13,13 @@ MAKEFLAGS += --no-print-directory
 TOOLS_CACHE := $(shell bash scripts/tools.sh dir)
 export TOOLS_CACHE
 
+# A real kube-apiserver, etcd, kube-controller-manager, kube-scheduler and KWOK, built
+# from the Go module proxy by scripts/k8s-tools.sh into
+# ${XDG_CACHE_HOME:-~/.cache}/sensorcast/k8s/<hash of tools/k8s go.mod+go.sum>. The
+# operator's envtest tests find them through KUBEBUILDER_ASSETS.
+KUBEBUILDER_ASSETS := $(shell bash scripts/k8s-tools.sh dir)
+export KUBEBUILDER_ASSETS
+
 BIN := $(CURDIR)/bin
 
 # Extra `go test` flags for test, test-e2e and bench, e.g. GOTESTFLAGS='-run TestPresence -v'.
@@ -24,12 +31,12 @@ export FUZZTIME
 # Arguments for `make run`, e.g. ARGS='--devices 200 --interval 100ms'.
 ARGS ?=
 
-.PHONY: help deps tools generate check build test test-e2e fuzz run bench clean
+.PHONY: help deps tools k8s-tools generate manifests check build test test-e2e test-operator fuzz run bench clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [GOTESTFLAGS=...] [FUZZTIME=15s] [ARGS=...]"
 	@echo
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 deps: ## Install Mosquitto, Redis and PostgreSQL with apt-get if they are missing
 	@bash scripts/install-deps.sh
@@ -37,26 +44,37 @@ deps: ## Install Mosquitto, Redis and PostgreSQL with apt-get if they are missin
 tools: ## Build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into ~/.cache/sensorcast/tools/<hash>
 	@bash scripts/tools.sh build
 
-generate: tools ## Regenerate Go code from proto/ and lint the protos
+k8s-tools: ## Build kube-apiserver, etcd, controller-manager, scheduler, KWOK into ~/.cache/sensorcast/k8s/<hash>
+	@bash scripts/k8s-tools.sh build
+
+generate: tools manifests ## Regenerate Go code from proto/ (and lint it) and the operator's manifests
 	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf generate
 	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf lint
+
+manifests: ## Regenerate the operator's deepcopy, CRD and RBAC from its kubebuilder markers
+	@bash scripts/manifests.sh
 
 check: tools ## Fail on stale generated code, buf lint, gofmt or go vet findings
 	@bash scripts/check.sh
 
-# Every main package under services/cmd/ (bin/sensorcast) and tests/cmd/
-# (bin/sensorcast-load, the load generator, once it exists).
+# Every main package under services/cmd/ (bin/sensorcast), operator/cmd
+# (bin/sensorcast-operator) and tests/cmd/ (bin/sensorcast-load, the load generator,
+# once it exists).
 build: ## Build every command into bin/
 	mkdir -p $(BIN)
 	cd services && go build -o $(BIN)/ ./cmd/...
+	cd operator && go build -o $(BIN)/sensorcast-operator ./cmd
 	if [[ -d tests/cmd ]]; then cd tests && go build -o $(BIN)/ ./cmd/...; fi
 	@ls -1 $(BIN) | sed 's|^|  bin/|'
 
-test: deps tools check build ## Install deps, check, build, then go test -race every module
+test: deps tools k8s-tools check build ## Install deps, check, build, then go test -race every module
 	@bash scripts/test.sh
 
 test-e2e: deps build ## Run only the end-to-end tests (the tests module)
 	@bash scripts/test.sh "$(CURDIR)/tests"
+
+test-operator: deps k8s-tools ## Run only the operator's tests (envtest on a real kube-apiserver)
+	@bash scripts/test.sh "$(CURDIR)/operator"
 
 fuzz: ## Run each fuzz target for FUZZTIME
 	@bash scripts/fuzz.sh
