@@ -15,7 +15,7 @@
 # The directory is named after a hash of the wrapper's go.mod and go.sum, so CI's
 # fresh clones reuse binaries built earlier and a version bump builds a new set:
 #
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/sensorcast/k8s/<hash>/{kube-apiserver,etcd,...}
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/sensorcast/k8s/<hash>/{kube-apiserver,etcd,...,kwok-stages.yaml}
 #
 # A cold build takes about ten minutes on two cores; the set is built into a
 # temporary directory and renamed into place, so an interrupted build leaves
@@ -41,10 +41,25 @@ complete() {
 	done
 }
 
+# kwok-stages.yaml: the KWOK stages that make nodes Ready (with leases) and
+# pods Running, Ready and gone when deleted, from the kwok module's own files.
+write_stages() {
+	local dir=$1 kwok_dir stage first=1
+	kwok_dir=$(cd "$module" && GOWORK=off go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+	for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+		pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+		((first)) || echo "---"
+		first=0
+		cat "$kwok_dir/kustomize/stage/$stage.yaml"
+	done >"$dir/kwok-stages.yaml.tmp"
+	mv "$dir/kwok-stages.yaml.tmp" "$dir/kwok-stages.yaml"
+}
+
 build() {
 	local dir tmp k8s_version minor ldflags
 	dir=$(k8s_dir)
 	if complete "$dir"; then
+		[[ -s "$dir/kwok-stages.yaml" ]] || write_stages "$dir"
 		echo "k8s: control plane binaries cached in $dir"
 		return
 	fi
@@ -73,6 +88,7 @@ build() {
 		sigs.k8s.io/kwok/cmd/kwok)
 	# etcd's main package is its server module, so the binary is named `server`.
 	mv "$tmp/server" "$tmp/etcd"
+	write_stages "$tmp"
 	complete "$tmp" || {
 		echo "k8s: build did not produce every binary (${binaries[*]})" >&2
 		exit 1

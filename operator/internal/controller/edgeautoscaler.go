@@ -186,9 +186,12 @@ func (r *EdgeAutoscalerReconciler) Reconcile(ctx context.Context, req reconcile.
 	mem := r.memoryOf(req.NamespacedName)
 	obs := scaling.Observation{Current: current}
 	for _, l := range loads {
-		if l.Known() {
+		switch {
+		case l.Known():
 			obs.Known = append(obs.Known, l.Connections)
-		} else {
+		case l.Starting:
+			obs.Starting++
+		default:
 			obs.Unknown++
 		}
 	}
@@ -196,19 +199,20 @@ func (r *EdgeAutoscalerReconciler) Reconcile(ctx context.Context, req reconcile.
 	mem.history = decision.History
 	key := req.String()
 	r.metrics.connections.WithLabelValues(key).Set(float64(decision.Total))
-	r.metrics.unknownPods.WithLabelValues(key).Set(float64(obs.Unknown))
+	r.metrics.unknownPods.WithLabelValues(key).Set(float64(obs.Unknown + obs.Starting))
 	r.metrics.desired.WithLabelValues(key).Set(float64(decision.Desired))
 	r.metrics.current.WithLabelValues(key).Set(float64(current))
 
 	status.CurrentReplicas = current
 	status.DesiredReplicas = decision.Desired
 	status.TotalConnections = decision.Total
-	status.UnknownPods = int32(obs.Unknown)
+	status.UnknownPods = int32(obs.Unknown + obs.Starting)
 	status.Pods = podStatuses(loads)
 	setCondition(status, autoscalingv1alpha1.ConditionScalingLimited, decision.Limited, limitedReason(decision), decision.LimitedReason, eas.Generation)
 	staleMessage := "every ready pod reported its connections recently"
 	if decision.Stale {
-		staleMessage = fmt.Sprintf("%d of %d ready pods have no fresh report: they count at the average of the others, and scale-down waits", obs.Unknown, len(loads))
+		staleMessage = fmt.Sprintf("%d of %d ready pods have no fresh report (%d just started): they count at the average of the others (the starting ones as empty), and scale-down waits",
+			obs.Unknown+obs.Starting, len(loads), obs.Starting)
 	}
 	setCondition(status, autoscalingv1alpha1.ConditionMetricsStale, decision.Stale, staleReason(decision.Stale), staleMessage, eas.Generation)
 
@@ -286,6 +290,14 @@ func (r *EdgeAutoscalerReconciler) readLoads(ctx context.Context, eas *autoscali
 			rep = edgeload.Report{Unknown: "reports unavailable"}
 		}
 		loads[i] = scaling.PodLoad{Name: name, Connections: rep.Connections, Unknown: rep.Unknown}
+		if ok && !rep.Known() && rep.Unknown == edgeload.NoReport {
+			// A pod ready for less than a report's lifetime may simply not
+			// have reported yet; after that, silence is unknown load.
+			if since := now.Sub(readySince(&pods[i])); since < maxAge {
+				loads[i].Starting = true
+				loads[i].Unknown = fmt.Sprintf("no report yet (ready %s ago)", since.Round(time.Second))
+			}
+		}
 	}
 	return loads
 }
@@ -435,6 +447,16 @@ func staleReason(stale bool) string {
 		return "ReportsMissing"
 	}
 	return "ReportsFresh"
+}
+
+// readySince is when the pod last became ready.
+func readySince(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
 }
 
 func podReady(p *corev1.Pod) bool {

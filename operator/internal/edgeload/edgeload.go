@@ -14,6 +14,10 @@ import (
 	"github.com/sensorcast/sensorcast/proto/edgestats"
 )
 
+// NoReport is Report.Unknown for a pod that has no report at all (it never
+// reported, or its lease expired).
+const NoReport = "no report"
+
 // Report is one pod's load as read from Redis.
 type Report struct {
 	Connections int64
@@ -55,7 +59,7 @@ func (s *Store) Read(ctx context.Context, pods []string, maxAge time.Duration, n
 
 func parse(vals []any, maxAge time.Duration, now time.Time) Report {
 	if len(vals) != 2 || vals[0] == nil || vals[1] == nil {
-		return Report{Unknown: "no report"}
+		return Report{Unknown: NoReport}
 	}
 	conns, err1 := strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
 	updated, err2 := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)

@@ -73,3 +73,23 @@ func TestRequestShedWritesAnExpiringRequest(t *testing.T) {
 		t.Fatalf("shed request ttl %s", ttl)
 	}
 }
+
+// BenchmarkRead reads the reports of 500 pods, one autoscaler round's worth
+// for a large fleet, from a real Redis.
+func BenchmarkRead(b *testing.B) {
+	ctx := context.Background()
+	rdb := redistest.Client(b, redistest.Start(b))
+	now := time.Now()
+	pods := make([]string, 500)
+	for i := range pods {
+		pods[i] = "edge-" + strconv.Itoa(i)
+		rdb.HSet(ctx, edgestats.PodKey(pods[i]), edgestats.FieldConnections, 4000, edgestats.FieldUpdatedMs, now.UnixMilli())
+	}
+	s := NewStore(rdb)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Read(ctx, pods, time.Minute, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,6 +8,9 @@ type PodLoad struct {
 	Connections int64
 	// Unknown is empty when Connections is a fresh report, else why it is not.
 	Unknown string
+	// Starting: the pod became ready too recently to have reported (Unknown
+	// says so too).
+	Starting bool
 }
 
 // Known says whether Connections can be trusted.

@@ -23,8 +23,14 @@ type Observation struct {
 	Current int32
 	// Known holds the connections of each ready pod with a fresh report.
 	Known []int64
-	// Unknown counts ready pods whose report is missing or stale.
+	// Unknown counts ready pods whose report is missing or stale. Each counts
+	// at the average of the known ones.
 	Unknown int
+	// Starting counts pods that became ready so recently they have not
+	// reported yet. They count as empty (a pod cannot hold connections it has
+	// had no time to take; at the average, a scale-up's new pods would ask for
+	// more pods still), but their load is not known, so no scale-down either.
+	Starting int
 }
 
 // Recommendation is one round's raw (unstabilised) replica count.
@@ -52,7 +58,8 @@ type Decision struct {
 	// load asks for; LimitedReason says which.
 	Limited       bool
 	LimitedReason string
-	// Stale is set when some pod's load is unknown, which forbids scaling down.
+	// Stale is set when some pod's load is unknown or starting, which forbids
+	// scaling down.
 	Stale bool
 	// History is the recommendations to keep for the next round: this one and
 	// those still inside the longer window.
@@ -72,7 +79,7 @@ func Decide(p Policy, obs Observation, history []Recommendation, now time.Time) 
 
 	if len(obs.Known) == 0 {
 		// Nothing is known about the load: keep what runs, within the bounds.
-		d.Stale = obs.Unknown > 0
+		d.Stale = obs.Unknown+obs.Starting > 0
 		d.Desired = clamp(obs.Current, p.MinReplicas, p.MaxReplicas)
 		d.Recommended = d.Desired
 		d.Reason = "no pod reports its connections; keeping the current replicas"
@@ -84,7 +91,7 @@ func Decide(p Policy, obs Observation, history []Recommendation, now time.Time) 
 	}
 
 	d.Total = estimate(obs.Known, obs.Unknown)
-	d.Stale = obs.Unknown > 0
+	d.Stale = obs.Unknown+obs.Starting > 0
 	raw := ceilDiv(d.Total, int64(p.TargetPerPod))
 	d.Recommended = clamp(raw, p.MinReplicas, p.MaxReplicas)
 	if d.Recommended != raw {
@@ -114,7 +121,7 @@ func Decide(p Policy, obs Observation, history []Recommendation, now time.Time) 
 		}
 	case downTo < current && d.Stale:
 		d.Desired = current
-		d.Reason = fmt.Sprintf("%d pods have no fresh report; not scaling down on unknown load", obs.Unknown)
+		d.Reason = fmt.Sprintf("%d pods have no fresh report; not scaling down on unknown load", obs.Unknown+obs.Starting)
 	case downTo < current:
 		d.Desired = downTo
 		d.Reason = fmt.Sprintf("%d connections need only %d pods of %d", d.Total, downTo, p.TargetPerPod)

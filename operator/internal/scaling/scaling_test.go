@@ -102,6 +102,16 @@ func TestDecide(t *testing.T) {
 			desired: 4, recommended: 3, total: 240,
 		},
 		{
+			name:    "pods that have not reported yet count as empty, and hold scale-down back",
+			obs:     Observation{Current: 4, Known: []int64{350}, Starting: 3},
+			desired: 4, recommended: 4, total: 350, stale: true,
+		},
+		{
+			name:    "pods that have not reported yet do not inflate a scale-up",
+			obs:     Observation{Current: 4, Known: []int64{550}, Starting: 3},
+			desired: 6, recommended: 6, total: 550, stale: true,
+		},
+		{
 			name:    "after a restart a scale-up is not delayed",
 			obs:     Observation{Current: 2, Known: []int64{300, 300}},
 			desired: 6, recommended: 6, total: 600,
