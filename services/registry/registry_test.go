@@ -8,12 +8,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
+	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 	"github.com/sensorcast/sensorcast/services/registry"
 )
 
@@ -76,5 +79,47 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate = %v, want it to name %s", err, want)
 		}
+	}
+}
+
+func TestAServiceWithTheTokenSecretMintsItsOwnTokens(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := registry.Config{GRPCAddr: "127.0.0.1:0", JWTSecret: "0123456789abcdef", PollInterval: 50 * time.Millisecond}
+	svc, err := registry.New(t.Context(), cfg, registry.Deps{NATS: natstest.Connect(t, ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ln, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx, ln) }()
+	defer func() { stop(); <-done }()
+
+	for _, tc := range []struct {
+		name   string
+		secret string
+		ok     bool
+	}{
+		{"the registry's secret", cfg.JWTSecret, true},
+		{"another secret", "fedcba9876543210", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, client, err := registryclient.Dial(registryclient.Config{URL: ln.Addr().String(), TokenSecret: tc.secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, err = client.ListDevices(t.Context(), &registryv1.ListDevicesRequest{}, grpc.WaitForReady(true))
+			if tc.ok && err != nil {
+				t.Fatalf("ListDevices: %v", err)
+			}
+			if !tc.ok && status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("ListDevices with a wrong secret: %v, want Unauthenticated", err)
+			}
+		})
 	}
 }

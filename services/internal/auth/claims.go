@@ -9,6 +9,9 @@ import (
 )
 
 // Claims is what the edge needs from a verified token.
+// RegistryAdminRole is the role claim the device registry's callers need.
+const RegistryAdminRole = "admin"
+
 type Claims struct {
 	Subject   string
 	ExpiresAt time.Time

@@ -15,7 +15,7 @@ import (
 )
 
 // AdminRole is the value of the `role` claim the registry's callers need.
-const AdminRole = "admin"
+const AdminRole = auth.RegistryAdminRole
 
 // Authenticator checks the bearer tokens of callers: JWTs signed with the
 // shared HS256 secret (the same verification as the edge's dashboard
