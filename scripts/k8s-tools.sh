@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd) and KWOK from the Go module proxy into a cache outside
-# the clone. The operator's envtest tests and its end-to-end test run on them.
+# kube-scheduler, etcd), KWOK, kubectl and helm from the Go module proxy into a
+# cache outside the clone. The operator's envtest tests, its end-to-end test and
+# the chart's tests run on them.
 #
 #   scripts/k8s-tools.sh dir     print the binary directory (KUBEBUILDER_ASSETS)
 #   scripts/k8s-tools.sh build   make sure every binary is in it
@@ -26,7 +27,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 module=$root/tools/k8s
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/sensorcast
 
-binaries=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
 
 k8s_dir() {
 	local hash
@@ -56,7 +57,7 @@ write_stages() {
 }
 
 build() {
-	local dir tmp k8s_version minor ldflags
+	local dir tmp k8s_version helm_version minor ldflags
 	dir=$(k8s_dir)
 	if complete "$dir"; then
 		[[ -s "$dir/kwok-stages.yaml" ]] || write_stages "$dir"
@@ -69,6 +70,7 @@ build() {
 	trap "rm -rf '$tmp'" EXIT
 
 	k8s_version=$(cd "$module" && GOWORK=off go list -m -f '{{.Version}}' k8s.io/kubernetes)
+	helm_version=$(cd "$module" && GOWORK=off go list -m -f '{{.Version}}' helm.sh/helm/v4)
 	minor=$(echo "$k8s_version" | cut -d. -f2)
 	# Without these the API server reports v0.0.0-master, which clients that
 	# check the server version (helm's kubeVersion, for one) refuse.
@@ -77,15 +79,20 @@ build() {
 	ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
 	ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
 	ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+	# helm v4 takes the Kubernetes version it assumes from client-go's module
+	# version; its own version needs setting.
+	ldflags+=" -X helm.sh/helm/v4/internal/version.version=$helm_version"
 
-	echo "k8s: building kubernetes $k8s_version, etcd and kwok into $dir (about ten minutes when nothing is cached)"
+	echo "k8s: building kubernetes $k8s_version, etcd, kwok and helm $helm_version into $dir (about fifteen minutes when nothing is cached)"
 	local start=$SECONDS
 	(cd "$module" && GOWORK=off go build -trimpath -ldflags "$ldflags" -o "$tmp/" \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kubectl \
 		go.etcd.io/etcd/server/v3 \
-		sigs.k8s.io/kwok/cmd/kwok)
+		sigs.k8s.io/kwok/cmd/kwok \
+		helm.sh/helm/v4/cmd/helm)
 	# etcd's main package is its server module, so the binary is named `server`.
 	mv "$tmp/server" "$tmp/etcd"
 	write_stages "$tmp"
@@ -96,7 +103,7 @@ build() {
 	rm -rf "$dir"
 	mv "$tmp" "$dir"
 	trap - EXIT
-	echo "k8s: built in $((SECONDS - start))s: $("$dir/kube-apiserver" --version), etcd $("$dir/etcd" --version | sed -n 's/^etcd Version: //p')"
+	echo "k8s: built in $((SECONDS - start))s: $("$dir/kube-apiserver" --version), etcd $("$dir/etcd" --version | sed -n 's/^etcd Version: //p'), helm $("$dir/helm" version --short)"
 }
 
 case "${1:-}" in
