@@ -31,7 +31,7 @@ export FUZZTIME
 # Arguments for `make run`, e.g. ARGS='--devices 200 --interval 100ms'.
 ARGS ?=
 
-.PHONY: help deps tools k8s-tools generate manifests check build test test-e2e test-operator fuzz run bench clean
+.PHONY: help deps tools k8s-tools generate manifests check build images test test-e2e test-operator fuzz run bench clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [GOTESTFLAGS=...] [FUZZTIME=15s] [ARGS=...]"
@@ -44,7 +44,7 @@ deps: ## Install Mosquitto, Redis and PostgreSQL with apt-get if they are missin
 tools: ## Build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into ~/.cache/sensorcast/tools/<hash>
 	@bash scripts/tools.sh build
 
-k8s-tools: ## Build kube-apiserver, etcd, controller-manager, scheduler, KWOK into ~/.cache/sensorcast/k8s/<hash>
+k8s-tools: ## Build kube-apiserver, etcd, controller-manager, scheduler, KWOK, kubectl, helm into ~/.cache/sensorcast/k8s/<hash>
 	@bash scripts/k8s-tools.sh build
 
 generate: tools manifests ## Regenerate Go code from proto/ (and lint it) and the operator's manifests
@@ -66,6 +66,9 @@ build: ## Build every command into bin/
 	cd operator && go build -o $(BIN)/sensorcast-operator ./cmd
 	if [[ -d tests/cmd ]]; then cd tests && go build -o $(BIN)/ ./cmd/...; fi
 	@ls -1 $(BIN) | sed 's|^|  bin/|'
+
+images: ## Build the container images with docker or podman, where one exists (IMAGE_PREFIX=...)
+	@bash scripts/images.sh
 
 test: deps tools k8s-tools check build ## Install deps, check, build, then go test -race every module
 	@bash scripts/test.sh
