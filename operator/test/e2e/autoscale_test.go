@@ -7,25 +7,22 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	autoscalingv1alpha1 "github.com/sensorcast/sensorcast/operator/api/v1alpha1"
-	"github.com/sensorcast/sensorcast/operator/internal/controller"
-	"github.com/sensorcast/sensorcast/operator/internal/edgeload"
+	"github.com/sensorcast/sensorcast/operator/internal/k8stest"
 	"github.com/sensorcast/sensorcast/operator/internal/redistest"
 	"github.com/sensorcast/sensorcast/proto/edgestats"
 )
@@ -33,11 +30,11 @@ import (
 const ns = "default"
 
 func TestTheOperatorScalesARealDeploymentAndRemovesTheEmptiestPods(t *testing.T) {
-	c := startCluster(t)
+	c := k8stest.Start(t, filepath.Join("..", "..", "config", "crd", "bases"))
 	ctx := t.Context()
 	rdb := redistest.Client(t, redistest.Start(t))
 	edges := startFakeEdges(t, c, rdb)
-	startOperator(t, c, rdb)
+	k8stest.StartOperator(t, c, rdb)
 
 	labels := map[string]string{"app": "sensorcast-edge"}
 	deploy := &appsv1.Deployment{
@@ -54,7 +51,7 @@ func TestTheOperatorScalesARealDeploymentAndRemovesTheEmptiestPods(t *testing.T)
 			},
 		},
 	}
-	if err := c.client.Create(ctx, deploy); err != nil {
+	if err := c.Client.Create(ctx, deploy); err != nil {
 		t.Fatal(err)
 	}
 	first := waitRunning(t, c, 1)[0]
@@ -73,7 +70,7 @@ func TestTheOperatorScalesARealDeploymentAndRemovesTheEmptiestPods(t *testing.T)
 			ShedOverloadedPods: ptr.To(false),
 		},
 	}
-	if err := c.client.Create(ctx, eas); err != nil {
+	if err := c.Client.Create(ctx, eas); err != nil {
 		t.Fatal(err)
 	}
 
@@ -109,12 +106,12 @@ func TestTheOperatorScalesARealDeploymentAndRemovesTheEmptiestPods(t *testing.T)
 
 // waitRunning waits until the Deployment has exactly n pods, all Running and
 // Ready and none terminating, and returns their names in creation order.
-func waitRunning(t *testing.T, c *cluster, n int) []string {
+func waitRunning(t *testing.T, c *k8stest.Cluster, n int) []string {
 	t.Helper()
 	var names []string
-	eventually(t, 60*time.Second, fmt.Sprintf("%d pods Running", n), func() error {
+	k8stest.Eventually(t, 60*time.Second, fmt.Sprintf("%d pods Running", n), func() error {
 		var list corev1.PodList
-		if err := c.client.List(t.Context(), &list, client.InNamespace(ns), client.MatchingLabels{"app": "sensorcast-edge"}); err != nil {
+		if err := c.Client.List(t.Context(), &list, client.InNamespace(ns), client.MatchingLabels{"app": "sensorcast-edge"}); err != nil {
 			return err
 		}
 		slices.SortFunc(list.Items, func(a, b corev1.Pod) int {
@@ -145,10 +142,10 @@ func ready(p *corev1.Pod) bool {
 	return false
 }
 
-func status(t *testing.T, c *cluster, eas *autoscalingv1alpha1.EdgeAutoscaler) autoscalingv1alpha1.EdgeAutoscalerStatus {
+func status(t *testing.T, c *k8stest.Cluster, eas *autoscalingv1alpha1.EdgeAutoscaler) autoscalingv1alpha1.EdgeAutoscalerStatus {
 	t.Helper()
 	var got autoscalingv1alpha1.EdgeAutoscaler
-	if err := c.client.Get(t.Context(), client.ObjectKeyFromObject(eas), &got); err != nil {
+	if err := c.Client.Get(t.Context(), client.ObjectKeyFromObject(eas), &got); err != nil {
 		t.Fatal(err)
 	}
 	return got.Status
@@ -168,7 +165,7 @@ func (e *fakeEdges) set(pod string, connections int) {
 	e.mu.Unlock()
 }
 
-func startFakeEdges(t *testing.T, c *cluster, rdb *redis.Client) *fakeEdges {
+func startFakeEdges(t *testing.T, c *k8stest.Cluster, rdb *redis.Client) *fakeEdges {
 	e := &fakeEdges{load: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -183,7 +180,7 @@ func startFakeEdges(t *testing.T, c *cluster, rdb *redis.Client) *fakeEdges {
 			case <-tick.C:
 			}
 			var list corev1.PodList
-			if err := c.client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 				continue
 			}
 			e.mu.Lock()
@@ -203,32 +200,4 @@ func startFakeEdges(t *testing.T, c *cluster, rdb *redis.Client) *fakeEdges {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return e
-}
-
-// startOperator runs the operator's manager in the test process, out of
-// cluster, as the binary does.
-func startOperator(t *testing.T, c *cluster, rdb *redis.Client) {
-	mgr, err := ctrl.NewManager(c.cfg, ctrl.Options{
-		Scheme:                 c.scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := controller.NewEdgeAutoscalerReconciler(mgr.GetClient(), edgeload.NewStore(rdb),
-		mgr.GetEventRecorder("sensorcast-operator"), controller.NewMetrics(prometheus.NewRegistry()),
-		controller.Options{Interval: 500 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := r.SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("operator: %v", err)
-		}
-	})
 }

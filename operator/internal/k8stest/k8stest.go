@@ -1,4 +1,9 @@
-package e2e
+// Package k8stest starts a real Kubernetes control plane for a test:
+// kube-apiserver and etcd (by envtest), kube-controller-manager (Deployments
+// make ReplicaSets make pods), kube-scheduler (pods get a node) and KWOK (a
+// fake node whose pods go Running and Ready, and go away when deleted), all
+// built by scripts/k8s-tools.sh into KUBEBUILDER_ASSETS.
+package k8stest
 
 import (
 	"bytes"
@@ -13,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,24 +28,30 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	autoscalingv1alpha1 "github.com/sensorcast/sensorcast/operator/api/v1alpha1"
+	"github.com/sensorcast/sensorcast/operator/internal/controller"
+	"github.com/sensorcast/sensorcast/operator/internal/edgeload"
 )
 
-// cluster is a real control plane: kube-apiserver and etcd (started by
-// envtest), plus kube-controller-manager (Deployments make ReplicaSets make
-// pods), kube-scheduler (pods get a node) and KWOK (a fake node; pods on it
-// go Running and Ready, and go away when deleted), all from
-// scripts/k8s-tools.sh.
-type cluster struct {
-	cfg    *rest.Config
-	client client.Client
-	scheme *runtime.Scheme
+// Cluster is a running control plane.
+type Cluster struct {
+	Config *rest.Config
+	Client client.Client
+	Scheme *runtime.Scheme
+	// Kubeconfig is a file for tools (kubectl, helm) with admin rights.
+	Kubeconfig string
+	// Assets is the directory of the binaries (KUBEBUILDER_ASSETS).
+	Assets string
 }
 
-const fakeNode = "kwok-node-0"
+// FakeNode is the KWOK node; pods schedule onto it.
+const FakeNode = "kwok-node-0"
 
-func startCluster(t *testing.T) *cluster {
+// Start runs a control plane until the test ends, with the CRDs in crdDirs
+// installed.
+func Start(t *testing.T, crdDirs ...string) *Cluster {
 	t.Helper()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -63,7 +76,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	env := &envtest.Environment{
 		Scheme:                scheme,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     crdDirs,
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := env.Start()
@@ -99,16 +112,16 @@ func startCluster(t *testing.T) *cluster {
 
 	ctx := context.Background()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name:        fakeNode,
+		Name:        FakeNode,
 		Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 		Labels:      map[string]string{"type": "kwok"},
 	}}
 	if err := c.Create(ctx, node); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the KWOK node is Ready", func() error {
+	Eventually(t, 60*time.Second, "the KWOK node is Ready", func() error {
 		var n corev1.Node
-		if err := c.Get(ctx, client.ObjectKey{Name: fakeNode}, &n); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Name: FakeNode}, &n); err != nil {
 			return err
 		}
 		for _, cond := range n.Status.Conditions {
@@ -118,7 +131,7 @@ func startCluster(t *testing.T) *cluster {
 		}
 		return fmt.Errorf("conditions %v", n.Status.Conditions)
 	})
-	return &cluster{cfg: cfg, client: c, scheme: scheme}
+	return &Cluster{Config: cfg, Client: c, Scheme: scheme, Kubeconfig: kubeconfig, Assets: assets}
 }
 
 // startProcess runs a control plane component until the test ends; its
@@ -163,7 +176,8 @@ func (b *syncBuffer) tail(n int) string {
 	return s
 }
 
-func eventually(t *testing.T, within time.Duration, what string, check func() error) {
+// Eventually polls check until it passes, or fails the test after within.
+func Eventually(t *testing.T, within time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -176,4 +190,32 @@ func eventually(t *testing.T, within time.Duration, what string, check func() er
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// StartOperator runs the operator's manager in the test process, out of
+// cluster, as the binary does.
+func StartOperator(t *testing.T, c *Cluster, rdb *redis.Client) {
+	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
+		Scheme:                 c.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := controller.NewEdgeAutoscalerReconciler(mgr.GetClient(), edgeload.NewStore(rdb),
+		mgr.GetEventRecorder("sensorcast-operator"), controller.NewMetrics(prometheus.NewRegistry()),
+		controller.Options{Interval: 500 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("operator: %v", err)
+		}
+	})
 }

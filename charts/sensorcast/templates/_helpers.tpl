@@ -1,0 +1,129 @@
+{{/* Name prefix of every object: the release name, plus "sensorcast" unless it already says so. */}}
+{{- define "sensorcast.fullname" -}}
+{{- if contains "sensorcast" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-sensorcast" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sensorcast.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/part-of: sensorcast
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component; call with (dict "root" $ "component" "edge"). */}}
+{{- define "sensorcast.selector" -}}
+app.kubernetes.io/name: sensorcast
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "sensorcast.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The Secret holding the token secret: the user's, or the chart's. */}}
+{{- define "sensorcast.authSecret" -}}
+{{- if .Values.auth.existingSecret -}}
+{{ .Values.auth.existingSecret }}
+{{- else if .Values.auth.jwtSecret -}}
+{{ include "sensorcast.fullname" . }}-auth
+{{- else -}}
+{{- fail "auth: set auth.existingSecret (a Secret with key jwt-secret) or auth.jwtSecret (at least 16 characters): edges and the registry need the token secret" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sensorcast.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "sensorcast.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Spread a component's pods over nodes and zones; call with (dict "root" $ "component" "edge"). */}}
+{{- define "sensorcast.topologySpread" -}}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "sensorcast.selector" . | nindent 6 }}
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "sensorcast.selector" . | nindent 6 }}
+{{- end -}}
+
+{{/* Environment every service reads. */}}
+{{- define "sensorcast.commonEnv" -}}
+- name: SENSORCAST_NATS_URL
+  value: {{ .Values.nats.url | quote }}
+- name: SENSORCAST_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: SENSORCAST_LOG_FORMAT
+  value: json
+{{- end -}}
+
+{{- define "sensorcast.redisEnv" -}}
+- name: SENSORCAST_REDIS_URL
+{{- if .Values.redis.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- else }}
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "sensorcast.jwtEnv" -}}
+- name: SENSORCAST_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sensorcast.authSecret" . }}
+      key: jwt-secret
+{{- end -}}
+
+{{- define "sensorcast.registryURL" -}}
+{{ include "sensorcast.fullname" . }}-registry:9091
+{{- end -}}
+
+{{/* A PodDisruptionBudget; call with (dict "root" $ "component" "edge"). */}}
+{{- define "sensorcast.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "sensorcast.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "sensorcast.labels" .root | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "sensorcast.selector" . | nindent 6 }}
+{{- end -}}
+
+{{- define "sensorcast.serviceAccount" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "sensorcast.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "sensorcast.labels" .root | nindent 4 }}
+automountServiceAccountToken: {{ .automount | default false }}
+{{- end -}}
