@@ -51,10 +51,10 @@ generate: tools manifests ## Regenerate Go code from proto/ (and lint it) and th
 	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf generate
 	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf lint
 
-manifests: ## Regenerate the operator's deepcopy, CRD and RBAC from its kubebuilder markers
+manifests: k8s-tools ## Regenerate the operator's deepcopy, CRD and RBAC, their chart copies, and deploy/manifests
 	@bash scripts/manifests.sh
 
-check: tools ## Fail on stale generated code, buf lint, gofmt or go vet findings
+check: tools k8s-tools ## Fail on stale generated code, buf lint, gofmt or go vet findings
 	@bash scripts/check.sh
 
 # Every main package under services/cmd/ (bin/sensorcast), operator/cmd

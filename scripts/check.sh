@@ -4,8 +4,8 @@
 #      and compare it with the tree (also catches *.pb.go left behind by a
 #      deleted .proto, and generated files that were never added to git,
 #      since a fresh clone in CI does not have them);
-#   2. the operator's deepcopy, CRDs and RBAC, and their copies in the chart,
-#      are current (scripts/manifests.sh into a scratch directory, compared
+#   2. the operator's deepcopy, CRDs and RBAC, their copies in the chart, and
+#      the plain manifests rendered from the chart are current (scripts/manifests.sh into a scratch directory, compared
 #      file by file);
 #   3. buf lint on proto/;
 #   4. gofmt on every module (generated *.pb.go excluded);
@@ -53,7 +53,7 @@ while IFS= read -r -d '' f; do
 done < <(find "$gen" -type f -print0)
 while IFS= read -r -d '' f; do
 	[[ -e "$gen/$f" ]] || stale+=("$f (nothing generates it any more)")
-done < <(find operator/config/crd/bases operator/config/rbac/role.yaml charts/sensorcast/crds charts/sensorcast/files/operator-role.yaml -type f -print0 2>/dev/null)
+done < <(find operator/config/crd/bases operator/config/rbac/role.yaml charts/sensorcast/crds charts/sensorcast/files/operator-role.yaml deploy/manifests/sensorcast.yaml -type f -print0 2>/dev/null)
 if ((${#stale[@]})); then
 	printf '  stale: %s\n' "${stale[@]}"
 	echo "  generated operator manifests are stale; run make generate"

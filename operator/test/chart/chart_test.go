@@ -7,6 +7,7 @@ package chart
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,21 @@ func run(t *testing.T, bin string, args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// moduleDir downloads a module version (once: the module cache keeps it) and
+// returns its directory.
+func moduleDir(t *testing.T, moduleAtVersion string) string {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", moduleAtVersion).Output()
+	if err != nil {
+		t.Fatalf("go mod download %s: %v\n%s", moduleAtVersion, err, out)
+	}
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download %s: %s %v", moduleAtVersion, mod.Error, err)
+	}
+	return mod.Dir
+}
+
 func valuesFiles(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
@@ -55,8 +71,17 @@ func valuesFiles(t *testing.T) []string {
 
 func TestEveryValuesFileLintsRendersAndIsAcceptedByTheAPIServer(t *testing.T) {
 	helm, kubectl := tool(t, "helm"), tool(t, "kubectl")
+	// The chart's optional objects are other projects' kinds: install their
+	// CRDs, at pinned versions, from the Go module proxy.
+	gatewayAPI := moduleDir(t, "sigs.k8s.io/gateway-api@v1.6.3")
+	promOperator := moduleDir(t, "github.com/prometheus-operator/prometheus-operator@v0.92.1")
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(chartDir, "crds")},
+		CRDDirectoryPaths: []string{
+			filepath.Join(chartDir, "crds"),
+			filepath.Join(gatewayAPI, "config", "crd", "standard", "gateway.networking.k8s.io_httproutes.yaml"),
+			filepath.Join(promOperator, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"),
+			filepath.Join(promOperator, "example", "prometheus-operator-crd", "monitoring.coreos.com_prometheusrules.yaml"),
+		},
 		ErrorIfCRDPathMissing: true,
 	}
 	if _, err := env.Start(); err != nil {
@@ -70,6 +95,14 @@ func TestEveryValuesFileLintsRendersAndIsAcceptedByTheAPIServer(t *testing.T) {
 	if out, err := run(t, kubectl, "--kubeconfig", kubeconfig, "create", "namespace", "sensorcast"); err != nil {
 		t.Fatalf("create namespace: %v\n%s", err, out)
 	}
+
+	t.Run("the plain manifests in deploy/manifests", func(t *testing.T) {
+		manifest := filepath.Join("..", "..", "..", "deploy", "manifests", "sensorcast.yaml")
+		out, err := run(t, kubectl, "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "--namespace", "sensorcast", "-f", manifest)
+		if err != nil {
+			t.Fatalf("kubectl apply --dry-run=server refused %s: %v\n%s", manifest, err, out)
+		}
+	})
 
 	for _, values := range valuesFiles(t) {
 		t.Run(filepath.Base(values), func(t *testing.T) {
@@ -108,6 +141,8 @@ func TestBadValuesAreRefusedWithAClearMessage(t *testing.T) {
 		{"an unknown key", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "edge.replica=3"}, "additional properties 'replica' not allowed"},
 		{"a misspelt top-level key", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "natsUrl=x"}, "additional properties 'natsUrl' not allowed"},
 		{"a NATS URL that is not one", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "nats.url=http://nats"}, "/nats/url"},
+		{"an HTTPRoute without a Gateway", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "edge.httpRoute.enabled=true"}, "edge.httpRoute: set parentRefs"},
+		{"a bad scrape interval", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "metrics.serviceMonitor.interval=often"}, "/metrics/serviceMonitor/interval"},
 		{"registry replicas without PostgreSQL", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "registry.replicas=2"}, "only works with registry.replicas: 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
