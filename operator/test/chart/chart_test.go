@@ -141,6 +141,7 @@ func TestBadValuesAreRefusedWithAClearMessage(t *testing.T) {
 		{"an unknown key", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "edge.replica=3"}, "additional properties 'replica' not allowed"},
 		{"a misspelt top-level key", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "natsUrl=x"}, "additional properties 'natsUrl' not allowed"},
 		{"a NATS URL that is not one", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "nats.url=http://nats"}, "/nats/url"},
+		{"public keys without their names", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "auth.publicKeys.existingSecret=keys"}, "list the keys of the Secret"},
 		{"an HTTPRoute without a Gateway", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "edge.httpRoute.enabled=true"}, "edge.httpRoute: set parentRefs"},
 		{"a bad scrape interval", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "metrics.serviceMonitor.interval=often"}, "/metrics/serviceMonitor/interval"},
 		{"registry replicas without PostgreSQL", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "registry.replicas=2"}, "only works with registry.replicas: 1"},
