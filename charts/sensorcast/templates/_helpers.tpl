@@ -15,6 +15,13 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The labels of one component's objects and pods: sensorcast.labels plus the selector's. */}}
+{{- define "sensorcast.componentLabels" -}}
+{{ include "sensorcast.labels" .root }}
+app.kubernetes.io/name: sensorcast
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
 {{/* Selector labels of one component; call with (dict "root" $ "component" "edge"). */}}
 {{- define "sensorcast.selector" -}}
 app.kubernetes.io/name: sensorcast

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 )
 
 var chartDir = filepath.Join("..", "..", "..", "charts", "sensorcast")
@@ -112,6 +113,14 @@ func TestEveryValuesFileLintsRendersAndIsAcceptedByTheAPIServer(t *testing.T) {
 			rendered, err := run(t, helm, "template", "sc", chartDir, "-f", values, "--namespace", "sensorcast")
 			if err != nil {
 				t.Fatalf("helm template: %v\n%s", err, rendered)
+			}
+			// kubectl lets a duplicated key pass (the last one wins); it is
+			// always a template bug.
+			for i, doc := range strings.Split(rendered, "\n---\n") {
+				var obj map[string]any
+				if err := yaml.UnmarshalStrict([]byte(doc), &obj); err != nil {
+					t.Errorf("rendered document %d: %v\n%s", i, err, doc)
+				}
 			}
 			manifest := filepath.Join(t.TempDir(), "rendered.yaml")
 			if err := os.WriteFile(manifest, []byte(rendered), 0o600); err != nil {
