@@ -5,12 +5,16 @@
 #      deleted .proto, and generated files that were never added to git,
 #      since a fresh clone in CI does not have them);
 #   2. the operator's deepcopy, CRDs and RBAC, their copies in the chart, and
-#      the plain manifests rendered from the chart are current (scripts/manifests.sh into a scratch directory, compared
-#      file by file);
-#   3. buf lint on proto/;
-#   4. gofmt on every module (generated *.pb.go excluded);
-#   5. go vet on every module.
-# Needs the tools from scripts/tools.sh; TOOLS_CACHE names their directory.
+#      the plain manifests rendered from the chart are current
+#      (scripts/manifests.sh into a scratch directory, compared file by file);
+#   3. every sensorcast_* metric the chart's PrometheusRule and Grafana
+#      dashboard use is defined in the Go code (a renamed metric must not
+#      silently blind an alert);
+#   4. buf lint on proto/;
+#   5. gofmt on every module (generated *.pb.go excluded);
+#   6. go vet on every module.
+# Needs the tools from scripts/tools.sh (TOOLS_CACHE names their directory)
+# and helm from scripts/k8s-tools.sh.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +62,17 @@ if ((${#stale[@]})); then
 	printf '  stale: %s\n' "${stale[@]}"
 	echo "  generated operator manifests are stale; run make generate"
 	failed+=("operator manifests")
+fi
+
+echo "check: metrics the chart's alerts and dashboard use exist"
+missing=()
+while read -r name; do
+	base=$(sed -E 's/_(bucket|sum|count)$//' <<<"$name")
+	grep -rqs --include='*.go' "\"$base\"" services operator || missing+=("$name")
+done < <(grep -ohE 'sensorcast_[a-z0-9_]+' charts/sensorcast/templates/metrics.yaml charts/sensorcast/files/grafana-dashboard.json | sort -u)
+if ((${#missing[@]})); then
+	printf '  no service defines: %s\n' "${missing[@]}"
+	failed+=("chart metrics")
 fi
 
 echo "check: buf lint"
