@@ -40,4 +40,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("a SIGTERMed edge turns not ready, closes every client with 1012 and exits 0", func(t *testing.T) {
 		testDrain(t, e)
 	})
+	t.Run("an edge asked to shed closes that many clients with 1012 and keeps the rest", func(t *testing.T) {
+		testShed(t, e)
+	})
 }

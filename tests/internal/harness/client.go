@@ -258,6 +258,15 @@ func (c *Client) AwaitClose(t testing.TB, timeout time.Duration) (*websocket.Clo
 	return ce, at
 }
 
+// Ended returns why the connection ended (a *websocket.CloseError when the
+// server closed it), or nil while it is open. A paused client does not notice
+// an end until it reads again.
+func (c *Client) Ended() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readErr
+}
+
 // TakeAll removes and returns every message received so far.
 func (c *Client) TakeAll() []Message {
 	c.mu.Lock()
