@@ -4,9 +4,11 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,24 +28,9 @@ func TestAChangeMadeThroughTheAPIIsAnnouncedOnNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := registry.Config{GRPCAddr: "127.0.0.1:0", JWTSecret: "0123456789abcdef", PollInterval: 50 * time.Millisecond}
-	svc, err := registry.New(t.Context(), cfg, registry.Deps{NATS: natstest.Connect(t, ns)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	ln, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx, ln) }()
-	if err := svc.Ready(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, addr, stop := startRegistry(t, ns)
 
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +54,7 @@ func TestAChangeMadeThroughTheAPIIsAnnouncedOnNATS(t *testing.T) {
 		t.Fatalf("announced %v, %v", &c, err)
 	}
 
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
 }
@@ -83,21 +69,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestAServiceWithTheTokenSecretMintsItsOwnTokens(t *testing.T) {
-	ns := natstest.Start(t)
-	cfg := registry.Config{GRPCAddr: "127.0.0.1:0", JWTSecret: "0123456789abcdef", PollInterval: 50 * time.Millisecond}
-	svc, err := registry.New(t.Context(), cfg, registry.Deps{NATS: natstest.Connect(t, ns)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	ln, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx, ln) }()
-	defer func() { stop(); <-done }()
+	cfg, addr, stop := startRegistry(t, natstest.Start(t))
+	defer stop()
 
 	for _, tc := range []struct {
 		name   string
@@ -108,7 +81,7 @@ func TestAServiceWithTheTokenSecretMintsItsOwnTokens(t *testing.T) {
 		{"another secret", "fedcba9876543210", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, client, err := registryclient.Dial(registryclient.Config{URL: ln.Addr().String(), TokenSecret: tc.secret})
+			conn, client, err := registryclient.Dial(registryclient.Config{URL: addr, TokenSecret: tc.secret})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,4 +95,34 @@ func TestAServiceWithTheTokenSecretMintsItsOwnTokens(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startRegistry serves a registry (embedded store) on a free port until stop,
+// which returns what Run returned.
+func startRegistry(t *testing.T, ns *server.Server) (cfg registry.Config, addr string, stop func() error) {
+	t.Helper()
+	cfg = registry.Config{GRPCAddr: "127.0.0.1:0", JWTSecret: "0123456789abcdef", PollInterval: 50 * time.Millisecond}
+	svc, err := registry.New(t.Context(), cfg, registry.Deps{NATS: natstest.Connect(t, ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	ln, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx, ln) }()
+	if err := svc.Ready(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return cfg, ln.Addr().String(), stop
 }
