@@ -106,8 +106,15 @@ capabilities:
       key: jwt-secret
 {{- end -}}
 
-{{- define "sensorcast.registryURL" -}}
-{{ include "sensorcast.fullname" . }}-registry:9091
+{{/* Ingest and edge call the registry, minting their own short-lived tokens with its secret. */}}
+{{- define "sensorcast.registryClientEnv" -}}
+- name: SENSORCAST_REGISTRY_URL
+  value: {{ printf "%s-registry:9091" (include "sensorcast.fullname" .) | quote }}
+- name: SENSORCAST_REGISTRY_TOKEN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sensorcast.authSecret" . }}
+      key: jwt-secret
 {{- end -}}
 
 {{/* A PodDisruptionBudget; call with (dict "root" $ "component" "edge"). */}}
