@@ -290,7 +290,7 @@ func (r *EdgeAutoscalerReconciler) readLoads(ctx context.Context, eas *autoscali
 			rep = edgeload.Report{Unknown: "reports unavailable"}
 		}
 		loads[i] = scaling.PodLoad{Name: name, Connections: rep.Connections, Unknown: rep.Unknown}
-		if ok && !rep.Known() && rep.Unknown == edgeload.NoReport {
+		if ok && rep.Unknown == edgeload.NoReport {
 			// A pod ready for less than a report's lifetime may simply not
 			// have reported yet; after that, silence is unknown load.
 			if since := now.Sub(readySince(&pods[i])); since < maxAge {
