@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/sensorcast/sensorcast/operator/internal/redistest"
@@ -91,6 +93,22 @@ func TestTheOperatorServesProbesAndMetricsAndStopsOnCancel(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("/readyz never answered 200 (last %d)", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// With --leader-elect it holds the Lease before it acts.
+	c, err := client.New(cluster.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lease coordinationv1.Lease
+	for {
+		err := c.Get(t.Context(), client.ObjectKey{Namespace: "default", Name: "sensorcast-operator.autoscaling.sensorcast.io"}, &lease)
+		if err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader election Lease held: %v, %+v", err, lease.Spec)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,13 +1,16 @@
-package controller
+package controller_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -17,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	autoscalingv1alpha1 "github.com/sensorcast/sensorcast/operator/api/v1alpha1"
+	"github.com/sensorcast/sensorcast/operator/internal/controller"
 	"github.com/sensorcast/sensorcast/proto/edgestats"
 )
 
@@ -115,6 +119,21 @@ func TestScalesUpToTheConnectionsWithinTheBounds(t *testing.T) {
 		st.LastScaleTime == nil || !strings.HasPrefix(st.LastScaleReason, "2 to 6") {
 		t.Errorf("status: %+v", st)
 	}
+	key := f.ns + "/edge"
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sensorcast_operator_connections", []string{key}, 900},
+		{"sensorcast_operator_desired_replicas", []string{key}, 6},
+		{"sensorcast_operator_scale_changes_total", []string{key, "up"}, 1},
+		{"sensorcast_operator_unknown_pods", []string{key}, 0},
+	} {
+		if got, err := f.metric(m.name, m.labels...); err != nil || got != m.want {
+			t.Errorf("%s%v = %v (%v), want %v", m.name, m.labels, got, err, m.want)
+		}
+	}
 	if c := meta.FindStatusCondition(st.Conditions, autoscalingv1alpha1.ConditionScalingLimited); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("ScalingLimited: got %+v, want True", c)
 	}
@@ -162,15 +181,24 @@ func TestScaleDownRanksPodsByConnectionsFirst(t *testing.T) {
 		}
 		return nil
 	})
-	// The costs were set a round before the scale-down and never removed, so
-	// they are there now.
+	// Every pod carries its connections as its cost, written before the
+	// replicas were (the API server records when each field was last set, to
+	// the second; the operator waits two between the two writes).
+	var deploy appsv1.Deployment
+	if err := admin.Get(f.ctx, client.ObjectKey{Namespace: f.ns, Name: "edge"}, &deploy); err != nil {
+		t.Fatal(err)
+	}
+	scaledAt := lastWrite(&deploy, `"f:replicas"`)
 	for p, c := range conns {
 		var pod corev1.Pod
 		if err := admin.Get(f.ctx, client.ObjectKey{Namespace: f.ns, Name: p}, &pod); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := pod.Annotations[DeletionCostAnnotation], fmt.Sprint(c); got != want {
+		if got, want := pod.Annotations[controller.DeletionCostAnnotation], fmt.Sprint(c); got != want {
 			t.Errorf("pod %s deletion cost %q, want %q", p, got, want)
+		}
+		if costAt := lastWrite(&pod, `"f:`+controller.DeletionCostAnnotation+`"`); costAt.IsZero() || !costAt.Before(scaledAt) {
+			t.Errorf("pod %s: cost written at %v, replicas at %v: the cost must come first", p, costAt, scaledAt)
 		}
 	}
 	f.eventually("a ScaledDown event", func() error { return f.event("edge", "ScaledDown", "from 3 to 2") })
@@ -293,4 +321,44 @@ func (f *fixture) event(autoscaler, reason, text string) error {
 		seen = append(seen, e.Reason+": "+e.Note)
 	}
 	return fmt.Errorf("no %s event with %q among %q", reason, text, seen)
+}
+
+// lastWrite is when field last changed on obj: the newest entry of its
+// managedFields (main resource, not status) that owns it.
+func lastWrite(obj metav1.Object, field string) time.Time {
+	var at time.Time
+	for _, m := range obj.GetManagedFields() {
+		if m.Subresource == "" && m.FieldsV1 != nil && m.Time != nil &&
+			bytes.Contains(m.FieldsV1.Raw, []byte(field)) && m.Time.After(at) {
+			at = m.Time.Time
+		}
+	}
+	return at
+}
+
+// metric reads one series of the operator's metrics; labels are the values
+// of its labels in order.
+func (f *fixture) metric(name string, labels ...string) (float64, error) {
+	families, err := f.metrics.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, fam := range families {
+		if fam.GetName() != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			var values []string
+			for _, l := range m.GetLabel() {
+				values = append(values, l.GetValue())
+			}
+			if slices.Equal(values, labels) {
+				if c := m.GetCounter(); c != nil {
+					return c.GetValue(), nil
+				}
+				return m.GetGauge().GetValue(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no series %s%v", name, labels)
 }

@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"context"
@@ -23,14 +23,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	autoscalingv1alpha1 "github.com/sensorcast/sensorcast/operator/api/v1alpha1"
-	"github.com/sensorcast/sensorcast/operator/internal/edgeload"
+	"github.com/sensorcast/sensorcast/operator/internal/k8stest"
 	"github.com/sensorcast/sensorcast/operator/internal/redistest"
 	"github.com/sensorcast/sensorcast/proto/edgestats"
 )
@@ -130,13 +127,16 @@ type fixture struct {
 	ctx   context.Context
 	ns    string
 	redis *redis.Client
+	// metrics is the registry of the operator's metrics.
+	metrics *prometheus.Registry
 }
 
 // testInterval keeps the rounds quick; the decision logic does not care.
 const testInterval = 200 * time.Millisecond
 
-// newFixture starts an operator (a manager watching only the test's namespace,
-// so tests run in parallel) against its own Redis.
+// newFixture starts an operator (watching only the test's namespace, so tests
+// run in parallel) against its own Redis, as the user holding only the
+// generated role.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	t.Parallel()
@@ -148,28 +148,10 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.ns = nsObj.Name
 
-	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := NewEdgeAutoscalerReconciler(mgr.GetClient(), edgeload.NewStore(f.redis),
-		mgr.GetEventRecorder("sensorcast-operator"), NewMetrics(prometheus.NewRegistry()), Options{Interval: testInterval})
-	if err := r.SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	f.metrics = k8stest.StartOperator(t, operatorCfg, scheme, f.redis,
+		k8stest.OperatorOptions{Namespace: f.ns, Interval: testInterval})
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
 		_ = admin.Delete(context.Background(), nsObj)
 	})
 	return f

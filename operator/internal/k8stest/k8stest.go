@@ -26,7 +26,10 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -192,22 +195,44 @@ func Eventually(t *testing.T, within time.Duration, what string, check func() er
 	}
 }
 
+// OperatorOptions tune StartOperator.
+type OperatorOptions struct {
+	// Namespace limits the operator to one namespace (empty: all), so tests
+	// sharing one API server can each run their own.
+	Namespace string
+	// Interval between rounds; 500ms when zero.
+	Interval time.Duration
+}
+
 // StartOperator runs the operator's manager in the test process, out of
-// cluster, as the binary does.
-func StartOperator(t *testing.T, c *Cluster, rdb *redis.Client) {
-	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
-		Scheme:                 c.Scheme,
+// cluster, as the binary does, with cfg's credentials, until the test ends.
+// It returns the registry of the operator's metrics.
+func StartOperator(t *testing.T, cfg *rest.Config, scheme *runtime.Scheme, rdb *redis.Client, opts OperatorOptions) *prometheus.Registry {
+	t.Helper()
+	mgrOpts := ctrl.Options{
+		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-	})
+		// Several managers in one test binary register the same controller.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	}
+	if opts.Namespace != "" {
+		mgrOpts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{opts.Namespace: {}}}
+	}
+	if opts.Interval == 0 {
+		opts.Interval = 500 * time.Millisecond
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
 	r := controller.NewEdgeAutoscalerReconciler(mgr.GetClient(), edgeload.NewStore(rdb),
-		mgr.GetEventRecorder("sensorcast-operator"), controller.NewMetrics(prometheus.NewRegistry()),
-		controller.Options{Interval: 500 * time.Millisecond})
+		mgr.GetEventRecorder("sensorcast-operator"), controller.NewMetrics(reg),
+		controller.Options{Interval: opts.Interval})
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -218,4 +243,5 @@ func StartOperator(t *testing.T, c *Cluster, rdb *redis.Client) {
 			t.Errorf("operator: %v", err)
 		}
 	})
+	return reg
 }

@@ -52,7 +52,7 @@ func TestInstallUpgradeAndUninstallOnASimulatedCluster(t *testing.T) {
 
 	// The operator's pod is simulated; run the operator itself here, as
 	// the chart's ServiceAccount would, and see it take the chart's autoscaler.
-	k8stest.StartOperator(t, c, redistest.Client(t, redistest.Start(t)))
+	k8stest.StartOperator(t, c.Config, c.Scheme, redistest.Client(t, redistest.Start(t)), k8stest.OperatorOptions{})
 	k8stest.Eventually(t, 60*time.Second, "the operator reconciles the chart's EdgeAutoscaler and scales the edges to its minimum", func() error {
 		var eas autoscalingv1alpha1.EdgeAutoscaler
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "sc-sensorcast-edge"}, &eas); err != nil {

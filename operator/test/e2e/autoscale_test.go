@@ -34,7 +34,7 @@ func TestTheOperatorScalesARealDeploymentAndRemovesTheEmptiestPods(t *testing.T)
 	ctx := t.Context()
 	rdb := redistest.Client(t, redistest.Start(t))
 	edges := startFakeEdges(t, c, rdb)
-	k8stest.StartOperator(t, c, rdb)
+	k8stest.StartOperator(t, c.Config, c.Scheme, rdb, k8stest.OperatorOptions{})
 
 	labels := map[string]string{"app": "sensorcast-edge"}
 	deploy := &appsv1.Deployment{
