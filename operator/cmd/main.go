@@ -55,6 +55,7 @@ func main() {
 type config struct {
 	Kubeconfig       string
 	RedisURL         string
+	Redis            *redis.Options // RedisURL, parsed
 	Interval         time.Duration
 	MetricsAddr      string
 	ProbeAddr        string
@@ -97,7 +98,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.Interval, err = time.ParseDuration(interval); err != nil || c.Interval < time.Second {
 		return c, fmt.Errorf("interval (SENSORCAST_INTERVAL) %q: want a duration of at least 1s", interval)
 	}
-	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+	if c.Redis, err = redis.ParseURL(c.RedisURL); err != nil {
 		return c, fmt.Errorf("redis-url (SENSORCAST_REDIS_URL): %w", err)
 	}
 	return c, nil
@@ -150,8 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	redisOpts, _ := redis.ParseURL(c.RedisURL) // validated in parseConfig
-	rdb := redis.NewClient(redisOpts)
+	rdb := redis.NewClient(c.Redis)
 	defer rdb.Close()
 
 	scheme := runtime.NewScheme()
@@ -190,7 +190,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}
-	logger.Info("starting operator", "redis", redisOpts.Addr, "interval", c.Interval, "leader_elect", c.LeaderElect)
+	logger.Info("starting operator", "redis", c.Redis.Addr, "interval", c.Interval, "leader_elect", c.LeaderElect)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}

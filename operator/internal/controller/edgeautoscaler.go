@@ -167,7 +167,10 @@ func (r *EdgeAutoscalerReconciler) Reconcile(ctx context.Context, req reconcile.
 	if apierrors.IsNotFound(err) {
 		setCondition(status, autoscalingv1alpha1.ConditionReady, false, "TargetNotFound",
 			fmt.Sprintf("deployment %q not found", eas.Spec.TargetRef.Name), eas.Generation)
-		return r.finish(ctx, &eas, status)
+		if err := r.writeStatus(ctx, &eas, status); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{RequeueAfter: r.interval}, nil
 	}
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("get deployment %s: %w", eas.Spec.TargetRef.Name, err)
@@ -244,7 +247,7 @@ func (r *EdgeAutoscalerReconciler) Reconcile(ctx context.Context, req reconcile.
 	}
 
 	setCondition(status, autoscalingv1alpha1.ConditionReady, true, "Scaling", decision.Reason, eas.Generation)
-	if _, err := r.finish(ctx, &eas, status); err != nil {
+	if err := r.writeStatus(ctx, &eas, status); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
@@ -368,16 +371,14 @@ func (r *EdgeAutoscalerReconciler) shed(ctx context.Context, eas *autoscalingv1a
 	}
 }
 
-func (r *EdgeAutoscalerReconciler) finish(ctx context.Context, eas *autoscalingv1alpha1.EdgeAutoscaler, status *autoscalingv1alpha1.EdgeAutoscalerStatus) (reconcile.Result, error) {
+// writeStatus patches the autoscaler's status; one deleted meanwhile is no error.
+func (r *EdgeAutoscalerReconciler) writeStatus(ctx context.Context, eas *autoscalingv1alpha1.EdgeAutoscaler, status *autoscalingv1alpha1.EdgeAutoscalerStatus) error {
 	patch := client.MergeFrom(eas.DeepCopy())
 	eas.Status = *status
-	if err := r.client.Status().Patch(ctx, eas, patch); err != nil {
-		if apierrors.IsNotFound(err) {
-			return reconcile.Result{}, nil
-		}
-		return reconcile.Result{}, fmt.Errorf("update autoscaler status: %w", err)
+	if err := r.client.Status().Patch(ctx, eas, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("update autoscaler status: %w", err)
 	}
-	return reconcile.Result{RequeueAfter: r.interval}, nil
+	return nil
 }
 
 func (r *EdgeAutoscalerReconciler) memoryOf(key types.NamespacedName) *memory {
