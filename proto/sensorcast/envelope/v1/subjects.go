@@ -62,6 +62,23 @@ func KindOfSubject(subject string) string {
 	return subject[strings.LastIndexByte(subject, '.')+1:]
 }
 
+// SubjectTemplate returns a room subject (stored or live) with its room id
+// as {device_id} or {group_id}: a name of bounded cardinality, as span
+// names need. Other subjects come back as they are.
+func SubjectTemplate(subject string) string {
+	tokens := strings.Split(subject, ".")
+	if len(tokens) == 5 && tokens[0] == "sensorcast" && (tokens[1] == "room" || tokens[1] == "live") {
+		switch tokens[2] {
+		case "device":
+			tokens[3] = "{device_id}"
+		case "group":
+			tokens[3] = "{group_id}"
+		}
+		return strings.Join(tokens, ".")
+	}
+	return subject
+}
+
 func roomTokens(room string) string {
 	kind, id, found := strings.Cut(room, ":")
 	if !found {

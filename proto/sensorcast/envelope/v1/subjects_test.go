@@ -35,3 +35,16 @@ func TestRoomSubjects(t *testing.T) {
 		}
 	}
 }
+
+func TestSubjectTemplate(t *testing.T) {
+	for subject, want := range map[string]string{
+		"sensorcast.room.device.sensor-001.telemetry": "sensorcast.room.device.{device_id}.telemetry",
+		"sensorcast.live.group.a:b.alert":             "sensorcast.live.group.{group_id}.alert",
+		"sensorcast.live.global.device_status":        "sensorcast.live.global.device_status",
+		"sensorcast.command.send.d1":                  "sensorcast.command.send.d1",
+	} {
+		if got := SubjectTemplate(subject); got != want {
+			t.Errorf("SubjectTemplate(%q) = %q, want %q", subject, got, want)
+		}
+	}
+}
