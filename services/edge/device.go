@@ -42,6 +42,7 @@ func (s *Service) serveDeviceWS(w http.ResponseWriter, r *http.Request) {
 	conn := devicews.New(deviceID, ws, s.conns[0], s.js, devicews.Config{
 		ReadLimit: cfg.MaxMessageBytes, PingInterval: cfg.PingInterval, IdleTimeout: cfg.PongTimeout,
 		WriteTimeout: cfg.WriteTimeout, Rate: cfg.RateLimit, Burst: cfg.RateBurst,
+		Tracer: s.tracer,
 	}, s.devices, s.logger)
 	if !s.track(conn, ws) {
 		return

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"google.golang.org/grpc"
@@ -60,6 +62,7 @@ type Service struct {
 	verifier  *auth.Verifier
 	hub       *hub.Hub
 	commands  *command.Dispatcher
+	tracer    trace.Tracer // device messages into ingest
 	tracker   *presence.Tracker
 	catalog   session.Catalog
 	metrics   *session.Metrics
@@ -114,7 +117,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token keys: %w", err)
 	}
-	commands, err := command.New(deps.NATS[0], command.NewMetrics(deps.Registry), deps.Logger)
+	// Fan-outs, replays, commands and device messages are traced with the
+	// global provider (tracing.Setup's).
+	tp := otel.GetTracerProvider()
+	commands, err := command.New(deps.NATS[0], command.NewMetrics(deps.Registry), deps.Logger, tp)
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +134,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		logger:   deps.Logger,
 		conns:    deps.NATS,
 		verifier: verifier,
-		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger),
+		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger, tp),
 		commands: commands,
+		tracer:   tp.Tracer("github.com/sensorcast/sensorcast/services/edge"),
 		metrics:  session.NewMetrics(deps.Registry),
 		devices:  devicews.NewMetrics(deps.Registry),
 		secrets:  deps.DeviceSecrets,

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -138,7 +137,7 @@ func (e *evaluator) publish(ctx context.Context, job alertJob, rule devicecache.
 	if err != nil {
 		return fmt.Errorf("marshal alert: %w", err)
 	}
-	msgs := roomMsgs(data, id, envelopev1.KindAlert, job.deviceID, job.groups, nats.Header{})
+	msgs, _ := roomMsgs(data, id, envelopev1.KindAlert, job.deviceID, job.groups)
 	return e.pub.Publish(ctx, msgs, func() { e.metrics.alerts.WithLabelValues(label).Inc() })
 }
 

@@ -13,14 +13,18 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	commandv1 "github.com/sensorcast/sensorcast/proto/sensorcast/command/v1"
-	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
 	"github.com/sensorcast/sensorcast/services/internal/room"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // Commands: an edge sends a dashboard's command as a NATS request on
@@ -65,6 +69,7 @@ type commandRelay struct {
 	devices Devices             // nil: every well-formed device id is admitted
 	logger  *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 	jobs    chan *nats.Msg
 
 	mu     sync.Mutex
@@ -73,8 +78,8 @@ type commandRelay struct {
 	closed bool
 }
 
-func newCommandRelay(nc *nats.Conn, js jetstream.JetStream, devices Devices, logger *slog.Logger, m *metrics) *commandRelay {
-	return &commandRelay{nc: nc, js: js, devices: devices, logger: logger, metrics: m, jobs: make(chan *nats.Msg, commandQueue)}
+func newCommandRelay(nc *nats.Conn, js jetstream.JetStream, devices Devices, logger *slog.Logger, m *metrics, tracer trace.Tracer) *commandRelay {
+	return &commandRelay{nc: nc, js: js, devices: devices, logger: logger, metrics: m, tracer: tracer, jobs: make(chan *nats.Msg, commandQueue)}
 }
 
 // run serves commands until ctx ends, then stops taking them and answers
@@ -102,7 +107,7 @@ func (r *commandRelay) run(ctx context.Context) {
 	for {
 		select {
 		case m := <-r.jobs:
-			r.respond(m, rejected(m, "ingest is shutting down; try again"))
+			r.respond(context.Background(), m, rejectedCommand(m, "ingest is shutting down; try again"))
 		default:
 			return
 		}
@@ -153,7 +158,7 @@ func (r *commandRelay) enqueue(m *nats.Msg) {
 	select {
 	case r.jobs <- m:
 	default:
-		r.respond(m, rejected(m, "ingest is busy; try again"))
+		r.respond(context.Background(), m, rejectedCommand(m, "ingest is busy; try again"))
 	}
 }
 
@@ -164,13 +169,24 @@ func (r *commandRelay) publisher() mqttPublisher {
 }
 
 // serve publishes one command to its device and answers the request.
+// Its span continues the edge's, from the request's headers.
 func (r *commandRelay) serve(ctx context.Context, m *nats.Msg) {
+	ctx, span := tracing.StartMessaging(tracing.ExtractNATS(ctx, m.Header), r.tracer, tracing.Process,
+		tracing.Destination{System: "nats", Name: m.Subject, Template: commandv1.SendSubject("{device_id}")})
+	defer span.End()
 	var c commandv1.Command
 	if err := proto.Unmarshal(m.Data, &c); err != nil || c.GetCommandId() == "" {
-		r.respond(m, rejected(m, "the command could not be read"))
+		r.respond(ctx, m, rejectedCommand(m, "the command could not be read"))
 		return
 	}
-	r.respond(m, r.send(ctx, m, &c))
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageID(c.GetCommandId()), tracing.DeviceID(c.GetDeviceId()))
+	}
+	res := r.send(ctx, m, &c)
+	if res.GetStatus() != commandv1.Status_STATUS_ACCEPTED && span.IsRecording() {
+		span.SetStatus(codes.Error, res.GetResult().GetFields()["reason"].GetStringValue())
+	}
+	r.respond(ctx, m, res)
 }
 
 func (r *commandRelay) send(ctx context.Context, m *nats.Msg, c *commandv1.Command) *commandv1.Result {
@@ -204,23 +220,27 @@ func (r *commandRelay) send(ctx context.Context, m *nats.Msg, c *commandv1.Comma
 	// that comes back later never runs a command its requester gave up on.
 	expiry := uint32(min(math.Ceil(left.Seconds()), math.MaxUint32))
 	props := &paho.PublishProperties{MessageExpiry: &expiry, ContentType: "application/json"}
-	if tp := m.Header.Get(envelopev1.HeaderTraceparent); validTraceparent(tp) {
-		props.User.Add(envelopev1.HeaderTraceparent, tp)
-	}
+	topic := devicemsg.CommandTopic(c.GetDeviceId())
+	ctx, span := tracing.StartMessaging(ctx, r.tracer, tracing.Send, mqttDestination(topic))
+	defer span.End()
+	// The device may echo the traceparent on its acknowledgements, which
+	// then join this trace.
+	tracing.InjectMQTT(ctx, props)
 	// A publish under way finishes even at shutdown: abandoning it would
 	// answer rejected for a command the broker may already hold.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commandPublishTimeout)
 	defer cancel()
-	resp, err := pub.Publish(pctx, &paho.Publish{Topic: devicemsg.CommandTopic(c.GetDeviceId()), QoS: 1, Payload: payload, Properties: props})
+	resp, err := pub.Publish(pctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload, Properties: props})
 	if err != nil {
-		r.logger.Warn("command not published", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
+		span.SetStatus(codes.Error, err.Error())
+		r.logger.WarnContext(ctx, "command not published", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
 		return reject("the MQTT broker did not take the command; try again")
 	}
 	if resp != nil && resp.ReasonCode == pubackNoMatchingSubscribers {
 		// No MQTT session keeps it: the device may speak WebSocket and be
 		// away, so the command waits for it in the command queue.
 		if err := commandqueue.Hold(pctx, r.js, r.nc, c, m.Data, left); err != nil {
-			r.logger.Warn("command not held", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
+			r.logger.WarnContext(ctx, "command not held", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
 			return reject("the device is offline and its command could not be held; try again")
 		}
 	}
@@ -235,15 +255,20 @@ func (r *commandRelay) sendOverWebSocket(ctx context.Context, m *nats.Msg, c *co
 	defer cancel()
 	req := nats.NewMsg(commandv1.DeviceSubject(c.GetDeviceId()))
 	req.Data = m.Data
-	if tp := m.Header.Get(envelopev1.HeaderTraceparent); validTraceparent(tp) {
-		req.Header.Set(envelopev1.HeaderTraceparent, tp)
-	}
+	rctx, span := tracing.StartMessaging(rctx, r.tracer, tracing.Send,
+		tracing.Destination{System: "nats", Name: req.Subject, Template: commandv1.DeviceSubject("{device_id}")})
+	defer span.End()
+	tracing.InjectNATS(rctx, req)
 	reply, err := r.nc.RequestMsgWithContext(rctx, req)
 	if errors.Is(err, nats.ErrNoResponders) {
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Bool("sensorcast.device_on_websocket", false))
+		}
 		return nil, false
 	}
 	if err != nil {
-		r.logger.Warn("the device's edge did not take the command", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
+		span.SetStatus(codes.Error, err.Error())
+		r.logger.WarnContext(ctx, "the device's edge did not take the command", "command_id", c.GetCommandId(), "device_id", c.GetDeviceId(), "err", err)
 		return rejection(c.GetCommandId(), c.GetDeviceId(), "the device's WebSocket did not take the command; try again"), true
 	}
 	var res commandv1.Result
@@ -273,7 +298,7 @@ func (r *commandRelay) refuse(deviceID string) string {
 	return ""
 }
 
-func (r *commandRelay) respond(m *nats.Msg, res *commandv1.Result) {
+func (r *commandRelay) respond(ctx context.Context, m *nats.Msg, res *commandv1.Result) {
 	outcome := "accepted"
 	if res.GetStatus() != commandv1.Status_STATUS_ACCEPTED {
 		outcome = "rejected"
@@ -284,12 +309,12 @@ func (r *commandRelay) respond(m *nats.Msg, res *commandv1.Result) {
 		err = m.Respond(data)
 	}
 	if err != nil {
-		r.logger.Warn("answering a command failed", "command_id", res.GetCommandId(), "err", err)
+		r.logger.WarnContext(ctx, "answering a command failed", "command_id", res.GetCommandId(), "err", err)
 	}
 }
 
-// rejected answers a request whose command may not even be readable.
-func rejected(m *nats.Msg, why string) *commandv1.Result {
+// rejectedCommand answers a request whose command may not even be readable.
+func rejectedCommand(m *nats.Msg, why string) *commandv1.Result {
 	var c commandv1.Command
 	_ = proto.Unmarshal(m.Data, &c) // best effort: the ids, if any
 	return rejection(c.GetCommandId(), c.GetDeviceId(), why)
@@ -304,36 +329,51 @@ func rejection(commandID, deviceID, why string) *commandv1.Result {
 // command. Bad acknowledgements are counted and dropped like any bad
 // device message; the MQTT message is acknowledged either way, since
 // results are not retained and a redelivery would come too late to help.
+//
+// Its span continues the trace of the command when the device echoed the
+// command's traceparent user property, and the result carries it on.
 func (s *Service) relayAck(ctx context.Context, pr paho.PublishReceived) {
 	p := pr.Packet
 	defer s.ack(pr)
+	ctx, span := tracing.StartMessaging(tracing.ExtractMQTT(ctx, p.Properties), s.tracer, tracing.Process, mqttDestination(p.Topic))
+	defer span.End()
+	refuse := func(deviceID string, err error) {
+		rejected(span, err)
+		s.reject(ctx, deviceID, p.Topic, err)
+	}
 	deviceID, err := devicemsg.ParseAckTopic(p.Topic)
 	if err != nil {
-		s.reject("", p.Topic, err)
+		refuse("", err)
 		return
 	}
 	if _, err := s.admit(ctx, deviceID); err != nil {
 		if ctx.Err() == nil {
-			s.reject(deviceID, p.Topic, err)
+			refuse(deviceID, err)
 		}
 		return
 	}
 	res, err := devicemsg.ParseCommandAck(deviceID, p.Payload)
 	if err != nil {
-		s.reject(deviceID, p.Topic, err)
+		refuse(deviceID, err)
 		return
+	}
+	if span.IsRecording() {
+		span.SetAttributes(tracing.DeviceID(deviceID), semconv.MessagingMessageID(res.GetCommandId()), attribute.String("sensorcast.command.status", ackStatusLabel(res.GetStatus())))
 	}
 	subject, ok := commandv1.ResultSubjectOf(res.GetCommandId())
 	if !ok {
-		s.reject(deviceID, p.Topic, devicemsg.Reject(devicemsg.ReasonInvalidAck, "command id %q was not issued by the platform", res.GetCommandId()))
+		refuse(deviceID, devicemsg.Reject(devicemsg.ReasonInvalidAck, "command id %q was not issued by the platform", res.GetCommandId()))
 		return
 	}
 	data, err := proto.Marshal(res)
 	if err == nil {
-		err = s.nc.Publish(subject, data)
+		msg := &nats.Msg{Subject: subject, Data: data}
+		tracing.InjectNATS(ctx, msg)
+		err = s.nc.PublishMsg(msg)
 	}
 	if err != nil {
-		s.publishLog.warn("command acknowledgement not relayed", "device_id", deviceID, "command_id", res.GetCommandId(), "err", err)
+		span.SetStatus(codes.Error, err.Error())
+		s.publishLog.warn(ctx, "command acknowledgement not relayed", "device_id", deviceID, "command_id", res.GetCommandId(), "err", err)
 		return
 	}
 	s.metrics.commandAcks.WithLabelValues(ackStatusLabel(res.GetStatus())).Inc()

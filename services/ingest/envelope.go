@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,27 +47,26 @@ func parse(topic string, payload []byte, now time.Time) (deviceMessage, error) {
 
 // natsMsgs encodes the envelope once and returns one message per room it
 // belongs to (the device's, each of its groups' and global), all sharing
-// those bytes. Each has a header of its own, trace context copied from
-// trace, because its de-duplication id names its room: the same envelope
-// is one message per room to JetStream.
-func (m deviceMessage) natsMsgs(trace nats.Header, groups []string) ([]*nats.Msg, error) {
+// those bytes, and the rooms, in the same order.
+func (m deviceMessage) natsMsgs(groups []string) ([]*nats.Msg, []string, error) {
 	data, err := proto.Marshal(m.envelope)
 	if err != nil {
-		return nil, fmt.Errorf("marshal envelope of %s: %w", m.deviceID, err)
+		return nil, nil, fmt.Errorf("marshal envelope of %s: %w", m.deviceID, err)
 	}
 	kind := envelopev1.KindTelemetry
 	if m.kind == devicemsg.KindStatus {
 		kind = envelopev1.KindDeviceStatus
 	}
-	return roomMsgs(data, m.envelope.GetId(), kind, m.deviceID, groups, trace), nil
+	msgs, rooms := roomMsgs(data, m.envelope.GetId(), kind, m.deviceID, groups)
+	return msgs, rooms, nil
 }
 
 // roomMsgs returns one message of kind per room of a device (its own, each
-// of its groups' and global), all sharing data. Each has a header of its
-// own, trace context copied from trace, because its de-duplication id
-// (id:room) names its room: the same envelope is one message per room to
-// JetStream.
-func roomMsgs(data []byte, id, kind, deviceID string, groups []string, trace nats.Header) []*nats.Msg {
+// of its groups' and global), all sharing data, and the rooms. Each has a
+// header of its own, because its de-duplication id (id:room) names its
+// room, the same envelope being one message per room to JetStream, and
+// because its trace context names its own send span.
+func roomMsgs(data []byte, id, kind, deviceID string, groups []string) ([]*nats.Msg, []string) {
 	rooms := make([]string, 0, 2+len(groups))
 	rooms = append(rooms, room.Device(deviceID))
 	for _, g := range groups {
@@ -77,10 +75,9 @@ func roomMsgs(data []byte, id, kind, deviceID string, groups []string, trace nat
 	rooms = append(rooms, room.Global)
 	msgs := make([]*nats.Msg, len(rooms))
 	for i, r := range rooms {
-		header := make(nats.Header, len(trace)+1)
-		maps.Copy(header, trace)
+		header := make(nats.Header, 3) // the id, traceparent, tracestate
 		header.Set(envelopev1.HeaderMsgID, id+":"+r)
 		msgs[i] = &nats.Msg{Subject: envelopev1.RoomSubject(r, kind), Header: header, Data: data}
 	}
-	return msgs
+	return msgs, rooms
 }

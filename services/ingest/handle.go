@@ -6,9 +6,12 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // handle processes one PUBLISH from the broker. paho calls it on one
@@ -27,49 +30,57 @@ func (s *Service) handle(ctx context.Context, pr paho.PublishReceived) {
 		s.relayAck(ctx, pr)
 		return
 	}
-	trace := nats.Header{}
-	copyTraceContext(trace, p.Properties)
-	s.accept(ctx, p.Topic, p.Payload, trace, func(error) { s.ack(pr) })
+	ctx = tracing.ExtractMQTT(ctx, p.Properties)
+	s.accept(ctx, mqttSource(p.Topic), p.Payload, func(error) { s.ack(pr) })
 }
 
-// accept validates a device message that arrived on topic (MQTT, or the
-// equivalent topic of a message from elsewhere), publishes it to its rooms
+// accept validates a device message that arrived from src, publishes it
+// to its rooms
 // and evaluates the alert rules on it. done is called once the message is
 // settled: with nil once JetStream has stored it, or with the rejection.
 // It is not called when the service stops first, and accept returns false:
-// the message is left for its sender to deliver again.
-func (s *Service) accept(ctx context.Context, topic string, payload []byte, trace nats.Header, done func(error)) bool {
-	msg, err := parse(topic, payload, time.Now())
-	if err != nil {
-		s.reject(msg.deviceID, topic, err)
+// the message is left for its sender to deliver again. ctx carries the
+// sender's trace context, if it sent one.
+func (s *Service) accept(ctx context.Context, src source, payload []byte, done func(error)) bool {
+	ctx, span := s.startProcess(ctx, src, len(payload))
+	defer span.End()
+	topic := src.topic
+	refuse := func(deviceID string, err error) bool {
+		rejected(span, err)
+		s.reject(ctx, deviceID, topic, err)
 		done(err)
 		return true
 	}
-	groups, err := s.admit(ctx, msg.deviceID)
+	msg, err := parse(topic, payload, time.Now())
+	if span.IsRecording() && msg.deviceID != "" {
+		span.SetAttributes(tracing.DeviceID(msg.deviceID))
+	}
+	if err != nil {
+		return refuse(msg.deviceID, err)
+	}
+	groups, err := s.enrich(ctx, msg.deviceID)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false // shutting down before the registry was loaded: redeliver later
 		}
-		s.reject(msg.deviceID, topic, err)
-		done(err)
-		return true
+		return refuse(msg.deviceID, err)
 	}
-	msgs, err := msg.natsMsgs(trace, groups)
+	msgs, rooms, err := msg.natsMsgs(groups)
 	if err != nil {
 		// Validated envelopes always encode; should one not, dropping it
 		// beats stalling every message behind it.
-		s.reject(msg.deviceID, topic, err)
-		done(err)
-		return true
+		return refuse(msg.deviceID, err)
 	}
 	kind := msg.kind.String()
+	endSends := s.startSends(ctx, msgs, rooms)
 	err = s.pub.Publish(ctx, msgs, func() {
+		endSends()
 		s.metrics.messages.WithLabelValues(kind).Inc()
 		done(nil)
 	})
 	if err != nil {
 		// Shutting down: leave it unacknowledged for redelivery.
-		s.logger.Debug("message left for redelivery", "topic", topic, "err", err)
+		s.logger.DebugContext(ctx, "message left for redelivery", "topic", topic, "err", err)
 		return false
 	}
 	s.evaluateRules(ctx, msg, groups)
@@ -89,6 +100,21 @@ func (s *Service) evaluateRules(ctx context.Context, msg deviceMessage, groups [
 		return
 	}
 	s.alerts.submit(ctx, alertJob{deviceID: msg.deviceID, groups: groups, rules: rules, reading: msg.envelope.GetTelemetry()})
+}
+
+// enrich admits a device and looks up its groups, in a span of its own:
+// the registry lookup is where a reading waits when the cache is cold.
+func (s *Service) enrich(ctx context.Context, deviceID string) ([]string, error) {
+	ctx, span := s.tracer.Start(ctx, "enrich")
+	defer span.End()
+	groups, err := s.admit(ctx, deviceID)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.DeviceID(deviceID), attribute.Int("sensorcast.groups", len(groups)))
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	return groups, err
 }
 
 // admit checks a device against the registry and returns its groups. With
@@ -123,17 +149,17 @@ func (s *Service) ack(pr paho.PublishReceived) {
 }
 
 // reject counts a bad message and logs it (throttled).
-func (s *Service) reject(deviceID, topic string, err error) {
+func (s *Service) reject(ctx context.Context, deviceID, topic string, err error) {
 	reason := devicemsg.ReasonOf(err)
 	s.metrics.rejected.WithLabelValues(string(reason)).Inc()
-	s.rejectLog.warn("device message rejected",
+	s.rejectLog.warn(ctx, "device message rejected",
 		"device_id", deviceID, "topic", truncate(topic), "reason", string(reason), "err", err)
 }
 
 // publishFailed is told of each failed NATS attempt, which natspub retries.
 func (s *Service) publishFailed(err error) {
 	s.metrics.publishErrors.Inc()
-	s.publishLog.warn("nats publish failed; retrying", "err", err)
+	s.publishLog.warn(context.Background(), "nats publish failed; retrying", "err", err)
 	if errors.Is(err, natspub.ErrNoStream) {
 		select {
 		case s.streamLost <- struct{}{}:

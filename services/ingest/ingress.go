@@ -10,6 +10,7 @@ import (
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // takeIngress subscribes to the device messages that reach the platform
@@ -37,12 +38,8 @@ func (s *Service) ingress(ctx context.Context, m *nats.Msg) {
 		s.answerIngress(m, devicemsg.Reject(devicemsg.ReasonInvalidTopic, "subject %q names no device message", m.Subject))
 		return
 	}
-	trace := nats.Header{}
-	if tp := m.Header.Get(envelopev1.HeaderTraceparent); validTraceparent(tp) {
-		trace.Set(envelopev1.HeaderTraceparent, tp)
-	}
-	topic := "devices/" + deviceID + "/" + level
-	if !s.accept(ctx, topic, m.Data, trace, func(err error) { s.answerIngress(m, err) }) {
+	ctx = tracing.ExtractNATS(ctx, m.Header)
+	if !s.accept(ctx, ingressSource(m.Subject, deviceID, level), m.Data, func(err error) { s.answerIngress(m, err) }) {
 		s.answerIngress(m, errUnavailable)
 	}
 }

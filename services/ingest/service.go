@@ -37,6 +37,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 const (
@@ -92,6 +93,7 @@ type Service struct {
 	// budget, so one kind cannot hide the other.
 	rejectLog  *throttledLog
 	publishLog *throttledLog
+	tracer     trace.Tracer
 
 	// streamReady is set once the room stream is configured.
 	streamReady atomic.Bool
@@ -131,6 +133,7 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 		rejectLog:  newThrottledLog(logger),
 		publishLog: newThrottledLog(logger),
 		streamLost: make(chan struct{}, 1),
+		tracer:     defaultTracer(),
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -139,7 +142,7 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 	if err != nil {
 		return nil, fmt.Errorf("ingest: jetstream: %w", err)
 	}
-	s.commands = newCommandRelay(nc, js, s.devices, logger, m)
+	s.commands = newCommandRelay(nc, js, s.devices, logger, m, s.tracer)
 	s.pub = natspub.New(nc, natspub.Options{
 		QueueSize: receiveMaximum,
 		OnError:   s.publishFailed,

@@ -29,7 +29,7 @@ func newThrottledLog(logger *slog.Logger) *throttledLog {
 	return &throttledLog{logger: logger, limit: rate.NewLimiter(rate.Every(logInterval), logBurst)}
 }
 
-func (t *throttledLog) warn(msg string, args ...any) {
+func (t *throttledLog) warn(ctx context.Context, msg string, args ...any) {
 	if !t.limit.Allow() {
 		t.suppressed.Add(1)
 		return
@@ -37,5 +37,5 @@ func (t *throttledLog) warn(msg string, args ...any) {
 	if n := t.suppressed.Swap(0); n > 0 {
 		args = append(args, "suppressed_since_last", n)
 	}
-	t.logger.Log(context.Background(), slog.LevelWarn, msg, args...)
+	t.logger.Log(ctx, slog.LevelWarn, msg, args...)
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,7 +12,7 @@ func TestThrottledLogCapsAFloodAndCountsWhatItDropped(t *testing.T) {
 	var buf bytes.Buffer
 	l := newThrottledLog(slog.New(slog.NewTextHandler(&buf, nil)))
 	for range 10_000 {
-		l.warn("device message rejected", "reason", "invalid_json")
+		l.warn(context.Background(), "device message rejected", "reason", "invalid_json")
 	}
 	lines := strings.Count(buf.String(), "\n")
 	// The burst, plus the few the steady rate allows while the loop runs.
@@ -21,7 +22,7 @@ func TestThrottledLogCapsAFloodAndCountsWhatItDropped(t *testing.T) {
 	buf.Reset()
 	l.limit.SetBurst(1) // let the next one through at once
 	l.limit.SetLimit(1e9)
-	l.warn("device message rejected", "reason", "invalid_json")
+	l.warn(context.Background(), "device message rejected", "reason", "invalid_json")
 	if !strings.Contains(buf.String(), "suppressed_since_last=") {
 		t.Errorf("next line %q does not report the suppressed warnings", buf.String())
 	}

@@ -1,80 +1,105 @@
 package ingest
 
 import (
-	"github.com/eclipse/paho.golang/paho"
+	"context"
+	"strings"
+
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
+	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
-// W3C trace context travels from the device's MQTT v5 user properties to
-// NATS headers under the same names, so a trace can start on the device.
-//
-// maxTracestateLen is the W3C limit on tracestate.
-const maxTracestateLen = 512
+// One reading is one trace: the device's traceparent (an MQTT v5 user
+// property, or the field of a WebSocket device's message) is the parent of
+// ingest's "process" span; enrichment is its child, and so is one "send"
+// span per room message, whose context travels in that message's NATS
+// headers to every edge pod that fans it out.
 
-// copyTraceContext copies a device's traceparent (and tracestate with it)
-// into h. Values come from devices and end up in headers every consumer
-// parses, so a malformed traceparent is dropped, as W3C asks of receivers,
-// and tracestate must be short printable ASCII.
-func copyTraceContext(h nats.Header, props *paho.PublishProperties) {
-	if props == nil {
-		return
-	}
-	tp := props.User.Get(envelopev1.HeaderTraceparent)
-	if !validTraceparent(tp) {
-		return
-	}
-	h.Set(envelopev1.HeaderTraceparent, tp)
-	if ts := props.User.Get(envelopev1.HeaderTracestate); ts != "" && len(ts) <= maxTracestateLen && printableASCII(ts) {
-		h.Set(envelopev1.HeaderTracestate, ts)
+const instrumentationName = "github.com/sensorcast/sensorcast/services/ingest"
+
+// defaultTracer is the global provider's (tracing.Setup's).
+func defaultTracer() trace.Tracer { return otel.GetTracerProvider().Tracer(instrumentationName) }
+
+// source is where a device message came in: an MQTT topic or the NATS
+// ingress subject of a device on the edge's WebSocket.
+type source struct {
+	tracing.Destination
+	topic string // the MQTT topic (or its equivalent) that parse reads
+}
+
+func mqttSource(topic string) source { return source{mqttDestination(topic), topic} }
+
+func ingressSource(subject, deviceID, level string) source {
+	return source{
+		tracing.Destination{System: "nats", Name: subject, Template: envelopev1.IngressSubject("{device_id}", level)},
+		"devices/" + deviceID + "/" + level,
 	}
 }
 
-// validTraceparent checks the W3C shape version-traceid-parentid-flags
-// (2-32-16-2 lowercase hex digits). Future versions may append fields
-// after another dash; version ff and all-zero ids are invalid.
-func validTraceparent(s string) bool {
-	const size = 55
-	if len(s) < size || s[2] != '-' || s[35] != '-' || s[52] != '-' {
-		return false
-	}
-	version, traceID, parentID, flags := s[0:2], s[3:35], s[36:52], s[53:55]
-	if !lowerHex(version) || version == "ff" || !lowerHex(traceID) || !lowerHex(parentID) || !lowerHex(flags) {
-		return false
-	}
-	if allZero(traceID) || allZero(parentID) {
-		return false
-	}
-	if len(s) > size {
-		return version != "00" && s[size] == '-' && len(s) <= 256 && printableASCII(s)
-	}
-	return true
+// mqttDestination is a device topic as a span destination.
+func mqttDestination(topic string) tracing.Destination {
+	return tracing.Destination{System: "mqtt", Name: topic, Template: topicTemplate(topic)}
 }
 
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
+// topicTemplate names a device topic without its device id, as span names
+// must not carry unbounded values.
+func topicTemplate(topic string) string {
+	levels := strings.Split(topic, "/")
+	if len(levels) >= 3 && levels[0] == "devices" {
+		levels[1] = "{device_id}"
+		return strings.Join(levels, "/")
+	}
+	return "devices/+"
+}
+
+// startProcess starts the span of one device message.
+func (s *Service) startProcess(ctx context.Context, src source, size int) (context.Context, trace.Span) {
+	ctx, span := tracing.StartMessaging(ctx, s.tracer, tracing.Process, src.Destination)
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageBodySize(size))
+	}
+	return ctx, span
+}
+
+// rejected records a refused message on its span.
+func rejected(span trace.Span, err error) {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("sensorcast.reject_reason", string(devicemsg.ReasonOf(err))))
+		span.SetStatus(codes.Error, err.Error())
+	}
+}
+
+// startSends starts one "send" span per room message, children of ctx, and
+// writes each one's context into its message's headers; end ends them.
+func (s *Service) startSends(ctx context.Context, msgs []*nats.Msg, rooms []string) (end func()) {
+	var spans []trace.Span
+	for i, m := range msgs {
+		sctx, span := tracing.StartMessaging(ctx, s.tracer, tracing.Send, natsDestination(m.Subject))
+		if span.IsRecording() {
+			span.SetAttributes(
+				semconv.MessagingMessageID(m.Header.Get(envelopev1.HeaderMsgID)),
+				semconv.MessagingMessageBodySize(len(m.Data)),
+				tracing.Room(rooms[i]),
+			)
+			spans = append(spans, span)
+		}
+		tracing.InjectNATS(sctx, m)
+	}
+	return func() {
+		for _, span := range spans {
+			span.End()
 		}
 	}
-	return true
 }
 
-func allZero(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] != '0' {
-			return false
-		}
-	}
-	return true
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+// natsDestination is a room subject as a span destination.
+func natsDestination(subject string) tracing.Destination {
+	return tracing.Destination{System: "nats", Name: subject, Template: envelopev1.SubjectTemplate(subject)}
 }

@@ -63,7 +63,7 @@ func (d *device) run(ctx context.Context) {
 	statusTopic := devicemsg.Topic(d.id, devicemsg.KindStatus)
 	// paho's callbacks must not block, so they only hand work to this loop.
 	connected := make(chan struct{}, 1)
-	commands := make(chan []byte, commandBacklog)
+	commands := make(chan command, commandBacklog)
 	// The connection outlives ctx so that shutdown can still publish
 	// offline; it ends with the Disconnect below.
 	connCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -95,7 +95,7 @@ func (d *device) run(ctx context.Context) {
 						return false, nil
 					}
 					select {
-					case commands <- pr.Packet.Payload:
+					case commands <- command{payload: pr.Packet.Payload, props: echoedTraceContext(pr.Packet.Properties)}:
 					default:
 						d.logger.Warn("simulated device busy; command left to time out")
 					}
@@ -124,9 +124,9 @@ func (d *device) run(ctx context.Context) {
 			// commands it the moment it shows online reaches it.
 			d.subscribeCommands(ctx, cm)
 			d.publish(ctx, cm, statusTopic, []byte(onlinePayload), true)
-		case payload := <-commands:
-			for _, ack := range answer(payload) {
-				d.publish(ctx, cm, devicemsg.AckTopic(d.id), ack, false)
+		case c := <-commands:
+			for _, ack := range answer(c.payload) {
+				d.send(ctx, cm, &paho.Publish{Topic: devicemsg.AckTopic(d.id), QoS: 1, Payload: ack, Properties: c.props})
 			}
 		case now := <-timer.C:
 			timer.Reset(d.nextInterval())
@@ -155,13 +155,41 @@ func (d *device) nextInterval() time.Duration {
 	return time.Duration(float64(d.interval) * (0.8 + 0.4*d.jitter.Float64()))
 }
 
-// publish sends one QoS 1 message; failures (mostly: not connected right
-// now) only skip that message.
+// command is a received command, with the trace context its
+// acknowledgements echo.
+type command struct {
+	payload []byte
+	props   *paho.PublishProperties
+}
+
+// echoedTraceContext keeps a command's traceparent and tracestate user
+// properties: a device that sends them back on its acknowledgements puts
+// those in the command's trace, as the protocol suggests devices do.
+func echoedTraceContext(p *paho.PublishProperties) *paho.PublishProperties {
+	if p == nil {
+		return nil
+	}
+	echo := &paho.PublishProperties{}
+	for _, u := range p.User {
+		if u.Key == "traceparent" || u.Key == "tracestate" {
+			echo.User = append(echo.User, u)
+		}
+	}
+	return echo
+}
+
+// publish sends one QoS 1 message.
 func (d *device) publish(ctx context.Context, cm *autopaho.ConnectionManager, topic string, payload []byte, retain bool) {
+	d.send(ctx, cm, &paho.Publish{Topic: topic, QoS: 1, Retain: retain, Payload: payload})
+}
+
+// send publishes p; failures (mostly: not connected right now) only skip
+// that message.
+func (d *device) send(ctx context.Context, cm *autopaho.ConnectionManager, p *paho.Publish) {
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if _, err := cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: retain, Payload: payload}); err != nil {
-		d.logger.Debug("simulated publish failed", "topic", topic, "err", err)
+	if _, err := cm.Publish(ctx, p); err != nil {
+		d.logger.Debug("simulated publish failed", "topic", p.Topic, "err", err)
 	}
 }
 

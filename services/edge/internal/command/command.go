@@ -22,11 +22,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commandv1 "github.com/sensorcast/sensorcast/proto/sensorcast/command/v1"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // Sink receives the status changes of a command: it is the requesting
@@ -62,6 +67,7 @@ type Dispatcher struct {
 	sub     *nats.Subscription
 	logger  *slog.Logger
 	metrics *Metrics
+	tracer  trace.Tracer
 
 	perDevice *keyedLimiter
 	perUser   *keyedLimiter
@@ -77,6 +83,9 @@ type inflight struct {
 	requestID string
 	deviceID  string
 	timer     *time.Timer
+	// span lasts from the command to its final status; each status the
+	// requester sees is an event on it.
+	span trace.Span
 
 	mu   sync.Mutex
 	rank int // the last status sent, by rank
@@ -93,10 +102,12 @@ const (
 	UserBurst   = 20
 )
 
-// New subscribes to this edge's result subject on nc.
-func New(nc *nats.Conn, metrics *Metrics, logger *slog.Logger) (*Dispatcher, error) {
+// New subscribes to this edge's result subject on nc. Commands are traced
+// with tp.
+func New(nc *nats.Conn, metrics *Metrics, logger *slog.Logger, tp trace.TracerProvider) (*Dispatcher, error) {
 	d := &Dispatcher{
 		nc: nc, token: nuid.Next(), logger: logger, metrics: metrics,
+		tracer:    tp.Tracer("github.com/sensorcast/sensorcast/services/edge/command"),
 		perDevice: newKeyedLimiter(DeviceRate, DeviceBurst), perUser: newKeyedLimiter(UserRate, UserBurst),
 		inflight: map[string]*inflight{},
 	}
@@ -109,41 +120,44 @@ func New(nc *nats.Conn, metrics *Metrics, logger *slog.Logger) (*Dispatcher, err
 }
 
 // Send starts a command and returns its id at once; its statuses reach
-// sink, under requestID, as they happen.
-func (d *Dispatcher) Send(sink Sink, requestID string, req Request) string {
+// sink, under requestID, as they happen. ctx holds the client's trace
+// context, if it sent one.
+func (d *Dispatcher) Send(ctx context.Context, sink Sink, requestID string, req Request) string {
 	id := commandv1.NewCommandID(d.token, nuid.Next())
-	now := time.Now()
-	if !d.perUser.allow(req.UserID, now) {
-		d.metrics.Results.WithLabelValues("rejected").Inc()
-		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason(fmt.Sprintf("too many commands from this user; at most %g per second", UserRate))})
+	ctx, span := d.startCommand(ctx, id, req)
+	refuse := func(why string, counted bool) string {
+		if counted {
+			d.metrics.Results.WithLabelValues("rejected").Inc()
+		}
+		endCommand(span, "rejected")
+		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason(why)})
 		return id
 	}
+	now := time.Now()
+	if !d.perUser.allow(req.UserID, now) {
+		return refuse(fmt.Sprintf("too many commands from this user; at most %g per second", UserRate), true)
+	}
 	if !d.perDevice.allow(req.DeviceID, now) {
-		d.metrics.Results.WithLabelValues("rejected").Inc()
-		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("too many commands for this device; try again shortly")})
-		return id
+		return refuse("too many commands for this device; try again shortly", true)
 	}
 	params, err := structpb.NewStruct(req.Params)
 	if err != nil {
 		// Params come from decoded JSON, which always converts.
-		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("params are not a JSON object")})
-		return id
+		return refuse("params are not a JSON object", false)
 	}
 	data, err := proto.Marshal(&commandv1.Command{
 		CommandId: id, DeviceId: req.DeviceID, Name: req.Name, Params: params,
 		IssuedAt: timestamppb.Now(), TtlMs: req.TTL.Milliseconds(),
 	})
 	if err != nil {
-		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("command could not be encoded")})
-		return id
+		return refuse("command could not be encoded", false)
 	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		sink.CommandResult(requestID, Result{CommandID: id, DeviceID: req.DeviceID, Status: "rejected", Result: reason("server shutting down")})
-		return id
+		return refuse("server shutting down", false)
 	}
-	f := &inflight{sink: sink, requestID: requestID, deviceID: req.DeviceID}
+	f := &inflight{sink: sink, requestID: requestID, deviceID: req.DeviceID, span: span}
 	d.inflight[id] = f
 	f.timer = time.AfterFunc(req.TTL, func() {
 		d.deliver(id, Result{CommandID: id, DeviceID: req.DeviceID, Status: "timeout", Result: reason("the device did not finish the command within its timeout")})
@@ -154,20 +168,22 @@ func (d *Dispatcher) Send(sink Sink, requestID string, req Request) string {
 
 	go func() {
 		defer d.wg.Done()
-		d.deliver(id, d.request(req.DeviceID, id, data))
+		d.deliver(id, d.request(ctx, req.DeviceID, id, data))
 	}()
 	return id
 }
 
 // request hands the command to an ingest replica and returns its answer.
-func (d *Dispatcher) request(deviceID, id string, data []byte) Result {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+func (d *Dispatcher) request(ctx context.Context, deviceID, id string, data []byte) Result {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	msg, err := d.nc.RequestWithContext(ctx, commandv1.SendSubject(deviceID), data)
+	req := &nats.Msg{Subject: commandv1.SendSubject(deviceID), Data: data}
+	tracing.InjectNATS(ctx, req)
+	msg, err := d.nc.RequestMsgWithContext(ctx, req)
 	if err != nil {
 		why := "devices are unreachable right now, try again"
 		if !errors.Is(err, nats.ErrNoResponders) {
-			d.logger.Warn("sending a command failed", "command_id", id, "device_id", deviceID, "err", err)
+			d.logger.WarnContext(ctx, "sending a command failed", "command_id", id, "device_id", deviceID, "err", err)
 		}
 		return Result{CommandID: id, DeviceID: deviceID, Status: "rejected", Result: reason(why)}
 	}
@@ -178,14 +194,30 @@ func (d *Dispatcher) request(deviceID, id string, data []byte) Result {
 	return r
 }
 
-// onResult takes a device's acknowledgement relayed by ingest.
+// onResult takes a device's acknowledgement relayed by ingest. Its span
+// continues the relay's trace, or the command's when the relay's has none
+// (a device that did not echo the command's traceparent).
 func (d *Dispatcher) onResult(msg *nats.Msg) {
 	r, ok := decode(msg.Data)
 	if !ok {
 		d.metrics.Dropped.WithLabelValues("undecodable").Inc()
 		return
 	}
+	ctx := tracing.ExtractNATS(context.Background(), msg.Header)
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		d.mu.Lock()
+		if f, ok := d.inflight[r.CommandID]; ok {
+			ctx = trace.ContextWithSpan(ctx, f.span)
+		}
+		d.mu.Unlock()
+	}
+	_, span := tracing.StartMessaging(ctx, d.tracer, tracing.Process,
+		tracing.Destination{System: "nats", Name: msg.Subject, Template: commandv1.ResultSubject("{edge}")})
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageID(r.CommandID), attribute.String("sensorcast.command.status", r.Status))
+	}
 	d.deliver(r.CommandID, r)
+	span.End()
 }
 
 // deliver forwards a status change if it moves the command forward. The
@@ -221,6 +253,7 @@ func (d *Dispatcher) deliver(id string, r Result) {
 		for implied := f.rank + 1; implied < rank; implied++ {
 			status := impliedStatus[implied]
 			d.metrics.Results.WithLabelValues(status).Inc()
+			f.span.AddEvent("command_result", trace.WithAttributes(attribute.String("sensorcast.command.status", status)))
 			f.sink.CommandResult(f.requestID, Result{CommandID: id, DeviceID: f.deviceID, Status: status})
 		}
 	}
@@ -233,6 +266,11 @@ func (d *Dispatcher) deliver(id string, r Result) {
 	}
 	d.metrics.Results.WithLabelValues(r.Status).Inc()
 	f.sink.CommandResult(f.requestID, r)
+	if rank == rankFinal {
+		endCommand(f.span, r.Status)
+	} else {
+		f.span.AddEvent("command_result", trace.WithAttributes(attribute.String("sensorcast.command.status", r.Status)))
+	}
 }
 
 // Forget drops the commands of a sink that went away: nobody is left to
@@ -243,6 +281,7 @@ func (d *Dispatcher) Forget(sink Sink) {
 	for id, f := range d.inflight {
 		if f.sink == sink {
 			f.timer.Stop()
+			endCommand(f.span, "abandoned")
 			delete(d.inflight, id)
 		}
 	}
@@ -255,6 +294,7 @@ func (d *Dispatcher) Close() {
 	d.closed = true
 	for id, f := range d.inflight {
 		f.timer.Stop()
+		endCommand(f.span, "abandoned")
 		delete(d.inflight, id)
 	}
 	d.mu.Unlock()
@@ -311,3 +351,26 @@ func decode(data []byte) (Result, bool) {
 }
 
 func reason(why string) map[string]any { return map[string]any{"reason": why} }
+
+// startCommand starts the span of a command: a send to ingest that lasts
+// until the command's final status.
+func (d *Dispatcher) startCommand(ctx context.Context, id string, req Request) (context.Context, trace.Span) {
+	ctx, span := tracing.StartMessaging(ctx, d.tracer, tracing.Send,
+		tracing.Destination{System: "nats", Name: commandv1.SendSubject(req.DeviceID), Template: commandv1.SendSubject("{device_id}")})
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageID(id), tracing.DeviceID(req.DeviceID), attribute.String("sensorcast.command.name", req.Name))
+	}
+	return ctx, span
+}
+
+// endCommand ends a command's span with its final status; anything but
+// success is an error there.
+func endCommand(span trace.Span, status string) {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("sensorcast.command.status", status))
+		if status != "succeeded" {
+			span.SetStatus(codes.Error, status)
+		}
+	}
+	span.End()
+}

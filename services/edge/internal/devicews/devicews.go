@@ -28,6 +28,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -36,6 +40,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/edge/internal/ratelimit"
 	"github.com/sensorcast/sensorcast/services/internal/commandqueue"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // Config bounds one device connection.
@@ -52,6 +57,9 @@ type Config struct {
 	// excess frames get `error` rate_limited.
 	Rate  float64
 	Burst int
+	// Tracer traces device messages into ingest; nil: not at all, though
+	// a device's traceparent is still passed on.
+	Tracer trace.Tracer
 }
 
 // sendQueue bounds the frames waiting for the device; a device that
@@ -76,6 +84,7 @@ type Conn struct {
 	cfg      Config
 	logger   *slog.Logger
 	metrics  *Metrics
+	tracer   trace.Tracer
 	limiter  ratelimit.Bucket
 
 	out  chan []byte   // frames for the writer; never closed
@@ -89,8 +98,12 @@ type Conn struct {
 
 // New wraps an upgraded connection of an authenticated device.
 func New(deviceID string, ws *websocket.Conn, nc *nats.Conn, js jetstream.JetStream, cfg Config, metrics *Metrics, logger *slog.Logger) *Conn {
+	tracer := cfg.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
 	return &Conn{
-		deviceID: deviceID, ws: ws, nc: nc, js: js, cfg: cfg, metrics: metrics,
+		deviceID: deviceID, ws: ws, nc: nc, js: js, cfg: cfg, metrics: metrics, tracer: tracer,
 		logger:  logger.With("device_id", deviceID),
 		limiter: ratelimit.New(cfg.Rate, cfg.Burst, time.Now()),
 		out:     make(chan []byte, sendQueue), done: make(chan struct{}),
@@ -123,7 +136,7 @@ func (c *Conn) Run(ctx context.Context) {
 	// The device is online once ingest has stored its status, so that no
 	// reading of it overtakes the online status in its rooms.
 	if err == nil {
-		if perr := c.ingest(ctx, devicemsg.KindStatus, []byte(`{"status":"online"}`), nil); perr != nil {
+		if perr := c.ingest(ctx, devicemsg.KindStatus, []byte(`{"status":"online"}`)); perr != nil {
 			c.logger.Warn("online status not stored", "err", perr)
 		}
 	}
@@ -168,7 +181,7 @@ func (c *Conn) Run(ctx context.Context) {
 	// The device is gone even if the edge is stopping: say so.
 	offCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingressTimeout)
 	defer cancel()
-	if perr := c.ingest(offCtx, devicemsg.KindStatus, []byte(`{"status":"offline"}`), nil); perr != nil {
+	if perr := c.ingest(offCtx, devicemsg.KindStatus, []byte(`{"status":"offline"}`)); perr != nil {
 		c.logger.Warn("offline status not stored", "err", perr)
 	}
 	c.mu.Lock()
@@ -235,7 +248,7 @@ func (c *Conn) handle(ctx context.Context, data []byte) {
 			kind = devicemsg.KindStatus
 		}
 		c.metrics.Messages.WithLabelValues(f.Type).Inc()
-		if perr := c.ingest(ctx, kind, f.Payload, traceHeader(f.Traceparent)); perr != nil {
+		if perr := c.ingest(tracing.ExtractTraceparent(ctx, f.Traceparent), kind, f.Payload); perr != nil {
 			c.reply("error", f.RequestID, perr)
 		}
 	case "command_ack":
@@ -252,13 +265,23 @@ func (c *Conn) handle(ctx context.Context, data []byte) {
 }
 
 // ingest hands one device message to ingest and returns its rejection as
-// the error payload for the device, or nil once it is stored.
-func (c *Conn) ingest(ctx context.Context, kind devicemsg.Kind, payload []byte, header nats.Header) *ErrorPayload {
-	msg := &nats.Msg{Subject: envelopev1.IngressSubject(c.deviceID, kind.String()), Data: payload, Header: header}
+// the error payload for the device, or nil once it is stored. ctx holds
+// the device's trace context, if it sent one: its span is the parent of
+// ingest's.
+func (c *Conn) ingest(ctx context.Context, kind devicemsg.Kind, payload []byte) *ErrorPayload {
+	msg := &nats.Msg{Subject: envelopev1.IngressSubject(c.deviceID, kind.String()), Data: payload}
+	ctx, span := tracing.StartMessaging(ctx, c.tracer, tracing.Send,
+		tracing.Destination{System: "nats", Name: msg.Subject, Template: envelopev1.IngressSubject("{device_id}", kind.String())})
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageBodySize(len(payload)), tracing.DeviceID(c.deviceID))
+	}
+	tracing.InjectNATS(ctx, msg)
 	rctx, cancel := context.WithTimeout(ctx, ingressTimeout)
 	defer cancel()
 	reply, err := c.nc.RequestMsgWithContext(rctx, msg)
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		return errorPayload("unavailable", "the platform cannot take device messages right now; send it again")
 	}
 	if len(reply.Data) == 0 {
@@ -423,13 +446,6 @@ func errorPayload(code, text string) *ErrorPayload { return &ErrorPayload{Code: 
 func encode(typ, requestID string, payload json.RawMessage) []byte {
 	data, _ := json.Marshal(frame{Type: typ, Payload: payload, RequestID: requestID, Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
 	return data
-}
-
-func traceHeader(traceparent string) nats.Header {
-	if traceparent == "" {
-		return nil
-	}
-	return nats.Header{envelopev1.HeaderTraceparent: []string{traceparent}}
 }
 
 func truncate(s string) string {

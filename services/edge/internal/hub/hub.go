@@ -29,17 +29,23 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // Subscriber receives room frames. Deliver must not block: it is called from
-// the room's delivery goroutine, once per message per member.
+// the room's delivery goroutine, once per message per member. It reports
+// whether the frame was queued (false: the subscriber is closing, or its
+// queue overflowed and it is being closed as a slow consumer).
 type Subscriber interface {
-	Deliver(frame []byte)
+	Deliver(frame []byte) bool
 }
 
 // Replayer is a Subscriber that can also take a replay. Replay may block
@@ -73,6 +79,7 @@ type Hub struct {
 	shards  [shardCount]shard
 	metrics *Metrics
 	logger  *slog.Logger
+	tracer  trace.Tracer
 	now     func() time.Time
 	// rooms counts running room goroutines, for Close.
 	rooms sync.WaitGroup
@@ -89,13 +96,14 @@ type shard struct {
 // hash of the room name), so one NATS connection's read loop is not the
 // pod's bottleneck. It hooks into each connection's reconnect and error
 // handlers (keeping the ones already set) to learn when the live path may
-// have lost messages.
-func New(conns []*nats.Conn, metrics *Metrics, logger *slog.Logger) *Hub {
+// have lost messages. Fan-outs and replays are traced with tp.
+func New(conns []*nats.Conn, metrics *Metrics, logger *slog.Logger, tp trace.TracerProvider) *Hub {
 	h := &Hub{
 		conns:        conns,
 		seed:         maphash.MakeSeed(),
 		metrics:      metrics,
 		logger:       logger,
+		tracer:       tp.Tracer("github.com/sensorcast/sensorcast/services/edge/hub"),
 		now:          time.Now,
 		flushTimeout: 5 * time.Second,
 	}
@@ -187,7 +195,22 @@ type From struct {
 // replays what the stream holds from the given point, in order, then
 // attaches sub to the live fan-out with no gap and no duplicate at the seam.
 // On error sub is not in the room.
-func (h *Hub) Resume(ctx context.Context, name string, sub Replayer, from From) error {
+//
+// Its span, a child of ctx's, links to the traces of the first messages
+// it replays (up to maxReplayLinks).
+func (h *Hub) Resume(ctx context.Context, name string, sub Replayer, from From) (err error) {
+	ctx, span := h.tracer.Start(ctx, "replay "+name)
+	var replayed int
+	defer func() {
+		if span.IsRecording() {
+			span.SetAttributes(tracing.Room(name), attribute.Int64("sensorcast.since", int64(from.Seq)),
+				attribute.Bool("sensorcast.snapshot", from.Snapshot), attribute.Int("sensorcast.replayed", replayed))
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+		}
+		span.End()
+	}()
 	r, err := h.acquire(name)
 	if err != nil {
 		return err
@@ -201,7 +224,7 @@ func (h *Hub) Resume(ctx context.Context, name string, sub Replayer, from From) 
 		}
 	}
 	for {
-		last, err := h.replay(ctx, r, sub, pos)
+		last, err := h.replay(ctx, r, sub, pos, span, &replayed)
 		if err != nil {
 			return err
 		}
@@ -214,9 +237,14 @@ func (h *Hub) Resume(ctx context.Context, name string, sub Replayer, from From) 
 	}
 }
 
+// maxReplayLinks bounds the links of a replay span: a replay may send
+// thousands of messages, each of its own trace.
+const maxReplayLinks = 32
+
 // replay sends sub the room's stored messages after pos until the stream
-// has no more, and returns the last sequence sent (pos if none).
-func (h *Hub) replay(ctx context.Context, r *room, sub Replayer, pos uint64) (uint64, error) {
+// has no more, and returns the last sequence sent (pos if none). It counts
+// them in replayed and links span to the first ones' traces.
+func (h *Hub) replay(ctx context.Context, r *room, sub Replayer, pos uint64, span trace.Span, replayed *int) (uint64, error) {
 	for {
 		msgs, pending, err := r.reader.After(ctx, r.filter, pos, fetchBatch)
 		if err != nil {
@@ -228,6 +256,12 @@ func (h *Hub) replay(ctx context.Context, r *room, sub Replayer, pos uint64) (ui
 					return pos, err
 				}
 				h.metrics.Replayed.Inc()
+				if *replayed < maxReplayLinks && span.IsRecording() {
+					if sc := trace.SpanContextFromContext(tracing.ExtractNATS(ctx, m.Header)); sc.IsValid() {
+						span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.Int64("sensorcast.seq", int64(m.Seq))}})
+					}
+				}
+				*replayed++
 			}
 			pos = m.Seq
 		}

@@ -13,6 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -20,6 +24,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // recorder is a Subscriber that keeps what it is given.
@@ -28,15 +33,16 @@ type recorder struct {
 	frames [][]byte
 }
 
-func (r *recorder) Deliver(f []byte) {
+func (r *recorder) Deliver(f []byte) bool {
 	r.mu.Lock()
 	r.frames = append(r.frames, f)
 	r.mu.Unlock()
+	return true
 }
 
 // Replay makes recorder a Replayer: replayed frames join the same list.
 func (r *recorder) Replay(f []byte) error {
-	r.Deliver(f)
+	_ = r.Deliver(f)
 	return nil
 }
 
@@ -104,7 +110,9 @@ type fixture struct {
 	js  jetstream.JetStream
 }
 
-func newHub(tb testing.TB) *fixture {
+func newHub(tb testing.TB) *fixture { return newTracedHub(tb, noop.NewTracerProvider()) }
+
+func newTracedHub(tb testing.TB, tp trace.TracerProvider) *fixture {
 	ns := natstest.Start(tb)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sub, err := natsconn.Connect(context.Background(), ns.ClientURL(), "hub-test", logger)
@@ -120,7 +128,7 @@ func newHub(tb testing.TB) *fixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := New([]*nats.Conn{sub}, NewMetrics(nil), logger)
+	h := New([]*nats.Conn{sub}, NewMetrics(nil), logger, tp)
 	tb.Cleanup(h.Close)
 	return &fixture{hub: h, sub: sub, js: js}
 }
@@ -319,7 +327,10 @@ func TestALatestSnapshotComesFirstWithoutSequences(t *testing.T) {
 
 type countingSubscriber struct{ id, n int }
 
-func (c *countingSubscriber) Deliver([]byte) { c.n++ }
+func (c *countingSubscriber) Deliver([]byte) bool {
+	c.n++
+	return true
+}
 
 func TestJoinsAndLeavesKeepEveryOtherMember(t *testing.T) {
 	r := &room{index: map[Subscriber]int{}}
@@ -334,7 +345,7 @@ func TestJoinsAndLeavesKeepEveryOtherMember(t *testing.T) {
 	}
 	r.remove(&countingSubscriber{}) // never joined
 	for _, m := range r.members {
-		m.sub.Deliver(nil)
+		_ = m.sub.Deliver(nil)
 	}
 	for i, s := range subs {
 		want := 1
@@ -360,20 +371,51 @@ func BenchmarkJoin20000(b *testing.B) {
 	}
 }
 
-// BenchmarkFanout5000 measures the hub's per-message cost for one room of
-// 5000 members: decode and render once, then one Deliver per member.
-func BenchmarkFanout5000(b *testing.B) {
-	f := newHub(b)
-	r := newRoom(f.hub, "global", f.sub, nil)
-	for i := range 5000 {
-		r.add(member{sub: &countingSubscriber{id: i}})
+// BenchmarkFanout measures the hub's per-message cost for one room: take
+// the trace context from the headers, decode and render once, then one
+// Deliver per member; with tracing off (no SDK, as when no OTLP endpoint
+// is set), and with the SDK recording 1% and 100% of the messages (the
+// sampled flag of their traceparent, set by ingest's sampler) into a batch
+// processor whose exporter discards.
+func BenchmarkFanout(b *testing.B) {
+	for _, members := range []int{1, 100, 5000} {
+		for _, tc := range []struct {
+			name    string
+			sampled int // per 100 messages
+		}{{"tracing=off", 0}, {"tracing=1%", 1}, {"tracing=100%", 100}} {
+			b.Run(fmt.Sprintf("members=%d/%s", members, tc.name), func(b *testing.B) {
+				var tp trace.TracerProvider = noop.NewTracerProvider()
+				if tc.name != "tracing=off" {
+					sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+					b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+					tp = sdk
+				}
+				f := newTracedHub(b, tp)
+				r := newRoom(f.hub, "global", f.sub, nil)
+				for i := range members {
+					r.add(member{sub: &countingSubscriber{id: i}})
+				}
+				headers := make([]nats.Header, 100)
+				for i := range headers {
+					flags := "00"
+					if i < tc.sampled {
+						flags = "01"
+					}
+					headers[i] = nats.Header{"traceparent": {fmt.Sprintf("00-%032x-%016x-%s", i+1, i+1, flags)}}
+				}
+				data := envelope(b)
+				subject := envelopev1.LiveSubjectPrefix + "global.telemetry"
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					r.fanOut(tracing.ExtractNATS(context.Background(), headers[i%len(headers)]), subject, r.last+1, data, false)
+					i++
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				b.ReportMetric(float64(b.N)*float64(members)/b.Elapsed().Seconds(), "deliveries/s")
+			})
+		}
 	}
-	data := envelope(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		r.fanOut(r.last+1, data)
-	}
-	b.ReportMetric(float64(b.N)*5000/b.Elapsed().Seconds(), "deliveries/s")
 }
 
 // BenchmarkResume1000 measures a resume that replays 1,000 stored messages
@@ -399,7 +441,7 @@ func BenchmarkResume1000(b *testing.B) {
 
 type countingReplayer struct{ n int }
 
-func (c *countingReplayer) Deliver([]byte) {}
+func (c *countingReplayer) Deliver([]byte) bool { return true }
 func (c *countingReplayer) Replay([]byte) error {
 	c.n++
 	return nil

@@ -7,9 +7,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	"github.com/sensorcast/sensorcast/services/internal/roomstream"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // member is one subscriber of a room. A resumed member has seen the room
@@ -228,7 +232,7 @@ func (r *room) onLive(msg *nats.Msg) {
 			return // the catch-up delivered it
 		}
 	}
-	r.fanOut(seq, msg.Data)
+	r.fanOut(tracing.ExtractNATS(context.Background(), msg.Header), msg.Subject, seq, msg.Data, false)
 }
 
 // catchUp delivers what the stream holds after the room's position. It
@@ -249,7 +253,7 @@ func (r *room) catchUp() {
 			return
 		}
 		for _, m := range msgs {
-			r.fanOut(m.Seq, m.Data)
+			r.fanOut(tracing.ExtractNATS(context.Background(), m.Header), m.Subject, m.Seq, m.Data, true)
 			r.hub.metrics.CaughtUp.Inc()
 			pos = m.Seq
 		}
@@ -261,23 +265,41 @@ func (r *room) catchUp() {
 }
 
 // fanOut renders one message once and hands it to every member that has
-// not seen it.
-func (r *room) fanOut(seq uint64, data []byte) {
+// not seen it. Its span (one per message per pod, not per recipient) is a
+// child of the message's send span in ingest, from ctx.
+func (r *room) fanOut(ctx context.Context, subject string, seq uint64, data []byte, caughtUp bool) {
 	r.last = seq
 	h := r.hub
+	_, span := tracing.StartMessaging(ctx, h.tracer, tracing.Process,
+		tracing.Destination{System: "nats", Name: subject, Template: envelopev1.SubjectTemplate(subject)})
+	defer span.End()
 	frame, ingested, ok := h.render(r.name, seq, data)
 	if !ok {
+		span.SetStatus(codes.Error, "undecodable envelope")
 		return
 	}
-	n := 0
+	n, dropped := 0, 0
 	r.mu.RLock()
 	for _, m := range r.members {
 		if seq > m.after {
-			m.sub.Deliver(frame)
-			n++
+			if m.sub.Deliver(frame) {
+				n++
+			} else {
+				dropped++
+			}
 		}
 	}
 	r.mu.RUnlock()
+	if span.IsRecording() {
+		span.SetAttributes(
+			semconv.MessagingMessageBodySize(len(data)),
+			tracing.Room(r.name),
+			attribute.Int64("sensorcast.seq", int64(seq)),
+			attribute.Int("sensorcast.recipients", n),
+			attribute.Int("sensorcast.queue_drops", dropped),
+			attribute.Bool("sensorcast.caught_up", caughtUp),
+		)
+	}
 	h.metrics.RoomMessages.Inc()
 	h.metrics.Deliveries.Add(float64(n))
 	if !ingested.IsZero() {

@@ -12,6 +12,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/room"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // handle answers one client frame. A bad message gets an `error` reply and
@@ -29,9 +30,11 @@ func (s *Session) handle(data []byte) {
 		s.replyError(msg.RequestID, wire.Errorf(wire.CodeRateLimited, "too many messages; at most %g per second", s.cfg.RateLimit))
 		return
 	}
+	// A client's traceparent makes its request part of its own trace.
+	ctx := tracing.ExtractTraceparent(context.Background(), msg.Traceparent)
 	switch msg.Type {
 	case wire.TypeSubscribe:
-		err = s.subscribe(msg)
+		err = s.subscribe(ctx, msg)
 	case wire.TypeUnsubscribe:
 		err = s.unsubscribe(msg)
 	case wire.TypePing:
@@ -39,7 +42,7 @@ func (s *Session) handle(data []byte) {
 	case wire.TypePresence:
 		err = s.presenceOf(msg)
 	case wire.TypeCommand:
-		err = s.command(msg, now)
+		err = s.command(ctx, msg, now)
 	default:
 		s.metrics.ClientFrames.WithLabelValues("unknown").Inc()
 		s.replyError(msg.RequestID, wire.Errorf(wire.CodeUnknownType, "unknown message type %q", truncate(msg.Type)))
@@ -61,7 +64,7 @@ func (s *Session) replyError(requestID string, err error) {
 	s.send(wire.ErrorFrame(requestID, perr, time.Now()))
 }
 
-func (s *Session) subscribe(msg wire.ClientMessage) error {
+func (s *Session) subscribe(ctx context.Context, msg wire.ClientMessage) error {
 	var p wire.SubscribePayload
 	if err := wire.DecodePayload(msg.Payload, &p); err != nil {
 		return err
@@ -72,7 +75,6 @@ func (s *Session) subscribe(msg wire.ClientMessage) error {
 	if len(p.Rooms) > s.cfg.MaxRooms {
 		return wire.Errorf(wire.CodeLimitExceeded, "at most %d rooms per subscribe", s.cfg.MaxRooms)
 	}
-	ctx := context.Background()
 	reply := wire.SubscribedPayload{Rejected: []wire.Rejection{}}
 	// Rooms are joined after the reply, so that no room message overtakes
 	// it: live ones are held (subscribed on NATS) before it, so that every
@@ -296,7 +298,7 @@ func (s *Session) presenceOf(msg wire.ClientMessage) error {
 // control of the device (through the device's room or one of its groups').
 // Every outcome, refusals included, is a command_result with the request's
 // id; malformed payloads get an error.
-func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
+func (s *Session) command(ctx context.Context, msg wire.ClientMessage, now time.Time) error {
 	var p wire.CommandPayload
 	if err := wire.DecodePayload(msg.Payload, &p); err != nil {
 		return err
@@ -331,7 +333,7 @@ func (s *Session) command(msg wire.ClientMessage, now time.Time) error {
 		s.metrics.ClientErrors.WithLabelValues(wire.CodeRateLimited).Inc()
 		return reject(fmt.Sprintf("too many commands; at most %g per second", s.cfg.CommandRate))
 	}
-	s.commands.Send(s, msg.RequestID, command.Request{UserID: s.claims.Subject, DeviceID: p.DeviceID, Name: p.Name, Params: p.Params, TTL: ttl})
+	s.commands.Send(ctx, s, msg.RequestID, command.Request{UserID: s.claims.Subject, DeviceID: p.DeviceID, Name: p.Name, Params: p.Params, TTL: ttl})
 	return nil
 }
 

@@ -46,7 +46,7 @@ type Catalog interface {
 
 // Commands sends commands to devices and reports their results back.
 type Commands interface {
-	Send(sink command.Sink, requestID string, req command.Request) string
+	Send(ctx context.Context, sink command.Sink, requestID string, req command.Request) string
 	Forget(sink command.Sink)
 }
 
@@ -145,26 +145,28 @@ func (s *Session) ID() string { return s.id }
 // Deliver queues a frame for the client without blocking. A client whose
 // queue is full is closed with 1013 "slow consumer" and its queue dropped:
 // it reconnects and resumes, and no one else waits for it.
-func (s *Session) Deliver(frame []byte) {
+func (s *Session) Deliver(frame []byte) bool {
 	s.mu.Lock()
 	if s.closeFrame != nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
-	if len(s.queue) >= s.cfg.SendQueue {
+	queued := len(s.queue) < s.cfg.SendQueue
+	if queued {
+		s.queue = append(s.queue, frame)
+	} else {
 		clear(s.queue)
 		s.queue = s.queue[:0]
 		s.closeFrame = wire.CloseFrame(CloseTryAgainLater, "slow consumer")
 		s.closeReason = "slow_consumer"
 		s.drained.Broadcast()
-	} else {
-		s.queue = append(s.queue, frame)
 	}
 	start := s.startFlushLocked()
 	s.mu.Unlock()
 	if start {
 		go s.flush()
 	}
+	return queued
 }
 
 // Close asks the session to send what it has queued, then a close frame
