@@ -20,6 +20,7 @@ import (
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 	"github.com/sensorcast/sensorcast/services/internal/envflag"
 	"github.com/sensorcast/sensorcast/services/internal/registryclient"
+	"github.com/sensorcast/sensorcast/services/internal/tracing"
 )
 
 // common holds the settings every service command shares.
@@ -28,6 +29,9 @@ type common struct {
 	LogLevel  string
 	LogFormat string
 	DebugAddr string
+
+	// stopTracing flushes the spans still buffered; closeTracing calls it.
+	stopTracing func(context.Context) error
 }
 
 func (c *common) register(fs *flag.FlagSet, defaultFormat string) {
@@ -56,12 +60,36 @@ func (c *common) logger(w io.Writer, service string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log-format (SENSORCAST_LOG_FORMAT) %q: want json or text", c.LogFormat)
 	}
-	return slog.New(h).With("service", service, "version", version), nil
+	return slog.New(tracing.LogHandler(h)).With("service", service, "version", version), nil
+}
+
+// startTracing sets up OpenTelemetry from the OTEL_* environment.
+func (c *common) startTracing(ctx context.Context, getenv func(string) string, service string) error {
+	stop, err := tracing.Setup(ctx, getenv, tracing.Service{Name: service, Version: version})
+	if err != nil {
+		return err
+	}
+	c.stopTracing = stop
+	return nil
+}
+
+// closeTracing flushes the last spans, within a bound: a collector that
+// is away must not hold up the exit.
+func (c *common) closeTracing(logger *slog.Logger) {
+	if c.stopTracing == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.stopTracing(ctx); err != nil {
+		logger.Warn("flushing traces failed", "err", err)
+	}
 }
 
 // setupService parses the flags of a service command: the common ones plus
 // those register declares. It validates them (validate runs after parsing),
-// builds the logger and starts the optional profiler.
+// builds the logger and starts tracing and the optional profiler. The
+// caller defers closeTracing.
 func setupService(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer,
 	register func(*flag.FlagSet), validate func() error) (common, *slog.Logger, error) {
 	fs := newFlagSet(name, stderr)
@@ -78,18 +106,24 @@ func setupService(ctx context.Context, name string, args []string, getenv func(s
 	if err := validate(); err != nil {
 		return c, nil, err
 	}
+	if err := c.startTracing(ctx, getenv, "sensorcast-"+name); err != nil {
+		return c, nil, err
+	}
 	if err := c.serveDebug(ctx, logger); err != nil {
+		c.closeTracing(logger)
 		return c, nil, err
 	}
 	return c, logger, nil
 }
 
 // openDeviceCache connects to the registry when cfg names one; the cache is
-// nil (and close a no-op) when it does not. The caller runs the cache.
-func openDeviceCache(cfg registryclient.Config, logger *slog.Logger) (cache *devicecache.Cache, client registryv1.DeviceRegistryClient, close func(), err error) {
+// nil (and close a no-op) when it does not. The caller runs the cache. The
+// client's call latency is registered with reg.
+func openDeviceCache(cfg registryclient.Config, logger *slog.Logger, reg prometheus.Registerer) (cache *devicecache.Cache, client registryv1.DeviceRegistryClient, close func(), err error) {
 	if cfg.URL == "" {
 		return nil, nil, func() {}, nil
 	}
+	cfg.Metrics = reg
 	conn, client, err := registryclient.Dial(cfg)
 	if err != nil {
 		return nil, nil, nil, err

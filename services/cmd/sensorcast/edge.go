@@ -14,6 +14,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge"
 	"github.com/sensorcast/sensorcast/services/internal/natsconn"
+	"github.com/sensorcast/sensorcast/services/internal/redisconn"
 	"github.com/sensorcast/sensorcast/services/internal/registryclient"
 )
 
@@ -30,6 +31,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	defer c.closeTracing(logger)
 
 	conns, err := connectNATS(ctx, c.NATSURL, "sensorcast-edge-"+cfg.PodName, cfg.NATSConns, logger)
 	if err != nil {
@@ -37,20 +39,22 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer closeAll(conns)
 
+	reg := newRegistry()
+	reg.MustRegister(natsconn.NewCollector(conns...))
 	var rdb redis.UniversalClient
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		client, err := redisconn.Open(cfg.RedisURL, reg)
 		if err != nil {
-			return fmt.Errorf("redis-url (SENSORCAST_REDIS_URL): %w", err)
+			return err
 		}
-		rdb = redis.NewClient(opts)
-		defer rdb.Close()
+		defer client.Close()
+		rdb = client
 	} else {
 		logger.Warn("no redis-url: presence and connection counts stay in this process; run a single edge pod only")
 	}
 
-	deps := edge.Deps{NATS: conns, Redis: rdb, Logger: logger, Registry: newRegistry()}
-	cache, client, closeCache, err := openDeviceCache(registry, logger)
+	deps := edge.Deps{NATS: conns, Redis: rdb, Logger: logger, Registry: reg}
+	cache, client, closeCache, err := openDeviceCache(registry, logger, reg)
 	if err != nil {
 		return err
 	}

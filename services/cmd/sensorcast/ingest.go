@@ -32,6 +32,7 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
+	defer c.closeTracing(logger)
 	adminLn, err := net.Listen("tcp", adminAddr)
 	if err != nil {
 		return fmt.Errorf("admin-addr (SENSORCAST_ADMIN_ADDR): %w", err)
@@ -47,8 +48,9 @@ func runIngest(ctx context.Context, args []string, getenv func(string) string, s
 	defer nc.Close()
 
 	reg := newRegistry()
+	reg.MustRegister(natsconn.NewCollector(nc))
 	var opts []ingest.Option
-	cache, _, closeCache, err := openDeviceCache(registry, logger)
+	cache, _, closeCache, err := openDeviceCache(registry, logger, reg)
 	if err != nil {
 		return err
 	}

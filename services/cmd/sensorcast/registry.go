@@ -36,6 +36,7 @@ func runRegistry(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
+	defer c.closeTracing(logger)
 	// Listen first so a port already in use fails before anything starts.
 	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
@@ -55,6 +56,7 @@ func runRegistry(ctx context.Context, args []string, getenv func(string) string,
 	defer nc.Close()
 
 	reg := newRegistry()
+	reg.MustRegister(natsconn.NewCollector(nc))
 	svc, err := registry.New(ctx, cfg, registry.Deps{NATS: nc, Logger: logger, Registry: reg})
 	if err != nil {
 		return err

@@ -58,6 +58,10 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
+	if err := c.startTracing(ctx, getenv, "sensorcast"); err != nil {
+		return err
+	}
+	defer c.closeTracing(logger)
 	if edgeCfg.JWTSecret == "" && edgeCfg.JWTPublicKeys == "" && edgeCfg.JWKSURL == "" {
 		edgeCfg.JWTSecret = edge.DevSecret
 		logger.Warn("SENSORCAST_JWT_SECRET is not set: using the public development secret; never expose this server")
@@ -112,6 +116,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	defer registryNC.Close()
 
 	reg := newRegistry()
+	reg.MustRegister(natsconn.NewCollector(append([]*nats.Conn{ingestNC, registryNC}, edgeConns...)...))
 	regCfg, err := standaloneRegistryConfig(grpcAddr, edgeCfg.JWTSecret)
 	if err != nil {
 		return err
@@ -127,7 +132,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	}
 	// ingest and edge follow the registry over its real gRPC listener, as
 	// they would in a cluster: one cache serves both.
-	cache, registryAPI, closeCache, err := openDeviceCache(registryclient.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger)
+	cache, registryAPI, closeCache, err := openDeviceCache(registryclient.Config{URL: grpcLn.Addr().String(), Token: adminToken}, logger, reg)
 	if err != nil {
 		return err
 	}
