@@ -15,7 +15,8 @@ import (
 )
 
 // Settings are SENSORCAST_* environment variables of a sensorcast process,
-// without the prefix: {"NATS_URL": "nats://..."}.
+// without the prefix: {"NATS_URL": "nats://..."}. OpenTelemetry's own
+// variables keep their names: {"OTEL_TRACES_SAMPLER": "always_on"}.
 type Settings map[string]string
 
 // Sensorcast is the sensorcast binary under test.
@@ -109,12 +110,12 @@ func withDefaults(settings, defaults Settings) Settings {
 	return merged
 }
 
-// environ is the test's environment without any SENSORCAST_* variable of
-// the developer's shell, plus settings.
+// environ is the test's environment without any SENSORCAST_* or OTEL_*
+// variable of the developer's shell, plus settings.
 func environ(settings Settings) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SENSORCAST_") {
+		if !strings.HasPrefix(kv, "SENSORCAST_") && !strings.HasPrefix(kv, "OTEL_") {
 			env = append(env, kv)
 		}
 	}
@@ -124,7 +125,11 @@ func environ(settings Settings) []string {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		env = append(env, "SENSORCAST_"+k+"="+settings[k])
+		name := "SENSORCAST_" + k
+		if strings.HasPrefix(k, "OTEL_") {
+			name = k
+		}
+		env = append(env, name+"="+settings[k])
 	}
 	return env
 }

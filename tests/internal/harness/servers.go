@@ -159,12 +159,30 @@ func currentUser(t testing.TB) string {
 // acknowledged it. retain marks the message retained, as device status is.
 func (m *Mosquitto) Publish(t testing.TB, topic string, payload []byte, retain bool) {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(m.Addr)
-	args := []string{"-h", host, "-p", port, "-V", "mqttv5", "-q", "1",
-		"-i", "e2e-device-" + strconv.FormatInt(m.pubs.Add(1), 10), "-t", topic, "-s"}
+	var args []string
 	if retain {
 		args = append(args, "-r")
 	}
+	m.publish(t, topic, payload, args...)
+}
+
+// PublishWithUserProperties publishes like Publish (not retained), with
+// MQTT v5 user properties such as a traceparent, given as key, value pairs.
+func (m *Mosquitto) PublishWithUserProperties(t testing.TB, topic string, payload []byte, kv ...string) {
+	t.Helper()
+	var args []string
+	for i := 0; i+1 < len(kv); i += 2 {
+		args = append(args, "-D", "publish", "user-property", kv[i], kv[i+1])
+	}
+	m.publish(t, topic, payload, args...)
+}
+
+func (m *Mosquitto) publish(t testing.TB, topic string, payload []byte, extra ...string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(m.Addr)
+	args := []string{"-h", host, "-p", port, "-V", "mqttv5", "-q", "1",
+		"-i", "e2e-device-" + strconv.FormatInt(m.pubs.Add(1), 10), "-t", topic, "-s"}
+	args = append(args, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.pubBin, args...)
