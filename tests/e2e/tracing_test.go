@@ -166,45 +166,11 @@ func TestTracesFollowReadingsAndCommands(t *testing.T) {
 
 	t.Run("a command is one trace from the dashboard to the device and back", func(t *testing.T) {
 		sensorcast.StartSimulator(t, "simulator-traces", harness.Settings{"MQTT_URL": mqtt.URL, "DEVICES": "1", "PREFIX": "trace-mq-", "INTERVAL": "500ms"})
-		// Warm up (untraced) until a command goes all the way: the
-		// simulated device has connected and subscribed.
-		harness.Eventually(t, 20*time.Second, func() error {
-			id := sendCommand(t, alice, device, "blink", nil, 2*time.Second)
-			for {
-				r, err := nextResult(alice, id)
-				if err != nil {
-					return err
-				}
-				if r.Status == "succeeded" {
-					return nil
-				}
-				if r.Status != "accepted" && r.Status != "delivered" {
-					return fmt.Errorf("warm-up command went %s", r.Status)
-				}
-			}
-		})
-		const commandTrace, dashboardSpan = "1af7651916cd43dd8448eb211c80319d", "c7ad6b7169203332"
-		id := alice.NextRequestID()
-		alice.Send(t, map[string]any{
-			"type": "command", "request_id": id, "traceparent": "00-" + commandTrace + "-" + dashboardSpan + "-01",
-			"payload": map[string]any{"device_id": device, "name": "blink", "params": map[string]any{"times": 2}},
-		})
-		awaitResults(t, alice, id, "accepted", "delivered", "succeeded")
+		commandTrace, dashboardSpan := "1af7651916cd43dd8448eb211c80319d", "c7ad6b7169203332"
+		tracedCommand(t, alice, device, commandTrace, dashboardSpan)
 		receiver.AwaitTrace(t, commandTrace, traceWait, func(spans []harness.Span) error {
-			command, err := one(spans, "sensorcast-edge", "edge-traces-a", "send sensorcast.command.send.{device_id}")
+			relay, err := relayed(spans, device, dashboardSpan)
 			if err != nil {
-				return err
-			}
-			if err := want(command, dashboardSpan, "SPAN_KIND_PRODUCER", map[string]string{
-				"sensorcast.device.id": device, "sensorcast.command.status": "succeeded",
-			}); err != nil {
-				return err
-			}
-			relay, err := one(spans, "sensorcast-ingest", "", "process sensorcast.command.send.{device_id}")
-			if err != nil {
-				return err
-			}
-			if err := want(relay, command.SpanID, "SPAN_KIND_CONSUMER", map[string]string{"sensorcast.device.id": device}); err != nil {
 				return err
 			}
 			publish, err := one(spans, "sensorcast-ingest", "", "send devices/{device_id}/commands")
@@ -237,6 +203,100 @@ func TestTracesFollowReadingsAndCommands(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("a command to a device on the other edge's WebSocket is one trace too", func(t *testing.T) {
+		const wsDevice = "trace-ws-001"
+		sensorcast.StartSimulator(t, "simulator-traces-ws", harness.Settings{
+			"MQTT_URL": mqtt.URL, "DEVICES": "0", "WS_DEVICES": "1", "PREFIX": "trace-", "INTERVAL": "500ms",
+			"WS_URL": "ws://" + edgeB.Addr + "/api/v1/device/ws", "JWT_SECRET": jwtSecret,
+		})
+		commandTrace, dashboardSpan := "2af7651916cd43dd8448eb211c80319e", "d7ad6b7169203333"
+		tracedCommand(t, alice, wsDevice, commandTrace, dashboardSpan)
+		receiver.AwaitTrace(t, commandTrace, traceWait, func(spans []harness.Span) error {
+			relay, err := relayed(spans, wsDevice, dashboardSpan)
+			if err != nil {
+				return err
+			}
+			handOff, err := one(spans, "sensorcast-ingest", "", "send sensorcast.command.device.{device_id}")
+			if err != nil {
+				return err
+			}
+			if err := want(handOff, relay.SpanID, "SPAN_KIND_PRODUCER", nil); err != nil {
+				return err
+			}
+			toDevice, err := one(spans, "sensorcast-edge", "edge-traces-b", "process sensorcast.command.device.{device_id}")
+			if err != nil {
+				return err
+			}
+			if err := want(toDevice, handOff.SpanID, "SPAN_KIND_CONSUMER", nil); err != nil {
+				return err
+			}
+			// The device echoed the command frame's traceparent on both
+			// acknowledgements; its edge relays them to the dashboard's.
+			acks := named(spans, "sensorcast-edge", "send sensorcast.command.result.{edge}")
+			results := named(spans, "sensorcast-edge", "process sensorcast.command.result.{edge}")
+			if len(acks) != 2 || len(results) != 2 {
+				return fmt.Errorf("%d relayed acks and %d result spans, want 2 and 2", len(acks), len(results))
+			}
+			for _, ack := range acks {
+				if err := want(ack, toDevice.SpanID, "SPAN_KIND_PRODUCER", nil); err != nil {
+					return err
+				}
+				if !slices.ContainsFunc(results, func(r harness.Span) bool { return r.ParentSpanID == ack.SpanID }) {
+					return fmt.Errorf("no result span is a child of relayed ack %s", ack.SpanID)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// tracedCommand warms up (untraced) until a blink to device goes all the
+// way, which shows the simulated device is connected, then sends one with
+// the client's traceparent and waits for its three statuses.
+func tracedCommand(t *testing.T, c *harness.Client, device, traceID, spanID string) {
+	t.Helper()
+	harness.Eventually(t, 20*time.Second, func() error {
+		id := sendCommand(t, c, device, "blink", nil, 2*time.Second)
+		for {
+			r, err := nextResult(c, id)
+			if err != nil {
+				return err
+			}
+			if r.Status == "succeeded" {
+				return nil
+			}
+			if r.Status != "accepted" && r.Status != "delivered" {
+				return fmt.Errorf("warm-up command went %s", r.Status)
+			}
+		}
+	})
+	id := c.NextRequestID()
+	c.Send(t, map[string]any{
+		"type": "command", "request_id": id, "traceparent": "00-" + traceID + "-" + spanID + "-01",
+		"payload": map[string]any{"device_id": device, "name": "blink", "params": map[string]any{"times": 2}},
+	})
+	awaitResults(t, c, id, "accepted", "delivered", "succeeded")
+}
+
+// relayed checks the first two spans of a command's trace, the edge's
+// command span (a child of the dashboard's) and ingest's relay (its
+// child), and returns the relay.
+func relayed(spans []harness.Span, device, dashboardSpan string) (harness.Span, error) {
+	command, err := one(spans, "sensorcast-edge", "edge-traces-a", "send sensorcast.command.send.{device_id}")
+	if err != nil {
+		return harness.Span{}, err
+	}
+	if err := want(command, dashboardSpan, "SPAN_KIND_PRODUCER", map[string]string{
+		"sensorcast.device.id": device, "sensorcast.command.status": "succeeded",
+	}); err != nil {
+		return harness.Span{}, err
+	}
+	relay, err := one(spans, "sensorcast-ingest", "", "process sensorcast.command.send.{device_id}")
+	if err != nil {
+		return harness.Span{}, err
+	}
+	return relay, want(relay, command.SpanID, "SPAN_KIND_CONSUMER", map[string]string{"sensorcast.device.id": device})
 }
 
 // one returns the only span of service (and pod, when given) named name.

@@ -52,6 +52,9 @@ func (d *wsDevice) run(ctx context.Context) {
 type wsFrame struct {
 	Type    string          `json:"type"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Traceparent of a command is echoed on its acknowledgements, so they
+	// join the command's trace.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // session is one connection: readings on a timer, commands answered as
@@ -74,7 +77,7 @@ func (d *wsDevice) session(ctx context.Context) bool {
 	defer conn.Close()
 
 	// The reader hands commands to this goroutine, which alone writes.
-	commands := make(chan []byte, commandBacklog)
+	commands := make(chan wsFrame, commandBacklog)
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -87,15 +90,15 @@ func (d *wsDevice) session(ctx context.Context) bool {
 				continue // errors and pongs: nothing to do
 			}
 			select {
-			case commands <- f.Payload:
+			case commands <- f:
 			default:
 				d.logger.Warn("simulated device busy; command left to time out")
 			}
 		}
 	}()
-	send := func(typ string, payload []byte) bool {
+	send := func(f wsFrame) bool {
 		_ = conn.SetWriteDeadline(time.Now().Add(publishTimeout))
-		return conn.WriteJSON(wsFrame{Type: typ, Payload: payload}) == nil
+		return conn.WriteJSON(f) == nil
 	}
 	timer := time.NewTimer(time.Duration(d.jitter.Int64N(int64(d.interval) + 1)))
 	defer timer.Stop()
@@ -110,9 +113,9 @@ func (d *wsDevice) session(ctx context.Context) bool {
 			return true
 		case <-readDone:
 			return true
-		case payload := <-commands:
-			for _, ack := range answer(payload) {
-				if !send("command_ack", ack) {
+		case c := <-commands:
+			for _, ack := range answer(c.Payload) {
+				if !send(wsFrame{Type: "command_ack", Payload: ack, Traceparent: c.Traceparent}) {
 					return true
 				}
 			}
@@ -123,7 +126,7 @@ func (d *wsDevice) session(ctx context.Context) bool {
 				d.logger.Error("encode reading", "err", err)
 				continue
 			}
-			if !send("telemetry", payload) {
+			if !send(wsFrame{Type: "telemetry", Payload: payload}) {
 				return true
 			}
 		}

@@ -94,6 +94,14 @@ func InjectMQTT(ctx context.Context, props *paho.PublishProperties) {
 	Propagator.Inject(ctx, MQTTProperties{props})
 }
 
+// Traceparent returns ctx's span context as a W3C traceparent ("" when
+// it holds none), for messages whose trace context is a field.
+func Traceparent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier["traceparent"]
+}
+
 // ExtractTraceparent returns ctx with the span context of a W3C
 // traceparent string (as WebSocket clients send it), if it is valid.
 func ExtractTraceparent(ctx context.Context, traceparent string) context.Context {

@@ -196,7 +196,8 @@ type frame struct {
 	Payload   json.RawMessage `json:"payload,omitempty"`
 	RequestID string          `json:"request_id,omitempty"`
 	Timestamp string          `json:"timestamp,omitempty"`
-	// Traceparent continues a trace the device started.
+	// Traceparent continues a trace the device started; on a command,
+	// the command's, which the device may echo on its command_ack.
 	Traceparent string `json:"traceparent,omitempty"`
 }
 
@@ -253,7 +254,7 @@ func (c *Conn) handle(ctx context.Context, data []byte) {
 		}
 	case "command_ack":
 		c.metrics.Messages.WithLabelValues(f.Type).Inc()
-		if perr := c.relayAck(f.Payload); perr != nil {
+		if perr := c.relayAck(tracing.ExtractTraceparent(ctx, f.Traceparent), f.Payload); perr != nil {
 			c.reply("error", f.RequestID, perr)
 		}
 	case "ping":
@@ -303,8 +304,9 @@ func (c *Conn) ingest(ctx context.Context, kind devicemsg.Kind, payload []byte) 
 }
 
 // relayAck passes the device's acknowledgement to the edge that sent the
-// command.
-func (c *Conn) relayAck(payload []byte) *ErrorPayload {
+// command. ctx holds the trace context the device sent with it (the
+// command's, when the device echoes it), which the result carries on.
+func (c *Conn) relayAck(ctx context.Context, payload []byte) *ErrorPayload {
 	res, err := devicemsg.ParseCommandAck(c.deviceID, payload)
 	if err != nil {
 		return errorPayload("invalid_payload", err.Error())
@@ -313,19 +315,29 @@ func (c *Conn) relayAck(payload []byte) *ErrorPayload {
 	if !ok {
 		return errorPayload("invalid_payload", fmt.Sprintf("command id %q was not issued by the platform", res.GetCommandId()))
 	}
+	ctx, span := tracing.StartMessaging(ctx, c.tracer, tracing.Send,
+		tracing.Destination{System: "nats", Name: subject, Template: commandv1.ResultSubject("{edge}")})
+	defer span.End()
 	data, err := proto.Marshal(res)
 	if err == nil {
-		err = c.nc.Publish(subject, data)
+		msg := &nats.Msg{Subject: subject, Data: data}
+		tracing.InjectNATS(ctx, msg)
+		err = c.nc.PublishMsg(msg)
 	}
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		return errorPayload("unavailable", "the acknowledgement could not be relayed; send it again")
 	}
 	return nil
 }
 
 // onCommand takes a command for the device (on a NATS goroutine) and
-// answers accepted once it is queued for the socket.
+// answers accepted once it is queued for the socket. The command frame
+// carries the trace context of its span, for the device to echo.
 func (c *Conn) onCommand(m *nats.Msg) {
+	ctx, span := tracing.StartMessaging(tracing.ExtractNATS(context.Background(), m.Header), c.tracer, tracing.Process,
+		tracing.Destination{System: "nats", Name: m.Subject, Template: commandv1.DeviceSubject("{device_id}")})
+	defer span.End()
 	var cmd commandv1.Command
 	answer := func(status commandv1.Status, why string) {
 		res := &commandv1.Result{CommandId: cmd.GetCommandId(), DeviceId: c.deviceID, Status: status}
@@ -344,7 +356,7 @@ func (c *Conn) onCommand(m *nats.Msg) {
 		answer(commandv1.Status_STATUS_REJECTED, "the command could not be encoded")
 		return
 	}
-	if !c.enqueue(encode("command", "", payload)) {
+	if !c.enqueue(encodeTraced(ctx, "command", payload)) {
 		answer(commandv1.Status_STATUS_REJECTED, "the device is not taking commands right now")
 		return
 	}
@@ -445,6 +457,12 @@ func errorPayload(code, text string) *ErrorPayload { return &ErrorPayload{Code: 
 
 func encode(typ, requestID string, payload json.RawMessage) []byte {
 	data, _ := json.Marshal(frame{Type: typ, Payload: payload, RequestID: requestID, Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
+	return data
+}
+
+// encodeTraced encodes a frame that carries ctx's trace context.
+func encodeTraced(ctx context.Context, typ string, payload json.RawMessage) []byte {
+	data, _ := json.Marshal(frame{Type: typ, Payload: payload, Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Traceparent: tracing.Traceparent(ctx)})
 	return data
 }
 
