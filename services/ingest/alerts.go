@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -33,6 +34,8 @@ type alertJob struct {
 	groups   []string
 	rules    []devicecache.Rule
 	reading  *envelopev1.Telemetry
+	// trace is the reading's span: an alert it raises is sent in its trace.
+	trace trace.SpanContext
 }
 
 // evaluator evaluates alert rules and publishes the alerts they raise.
@@ -41,12 +44,13 @@ type evaluator struct {
 	pub     *natspub.Publisher
 	logger  *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 	seed    maphash.Seed
 	queues  [alertWorkers]chan alertJob
 }
 
-func newEvaluator(store *alerting.Store, pub *natspub.Publisher, logger *slog.Logger, m *metrics) *evaluator {
-	e := &evaluator{store: store, pub: pub, logger: logger, metrics: m, seed: maphash.MakeSeed()}
+func newEvaluator(store *alerting.Store, pub *natspub.Publisher, logger *slog.Logger, m *metrics, tracer trace.Tracer) *evaluator {
+	e := &evaluator{store: store, pub: pub, logger: logger, metrics: m, tracer: tracer, seed: maphash.MakeSeed()}
 	for i := range e.queues {
 		e.queues[i] = make(chan alertJob, alertQueueDepth)
 	}
@@ -137,8 +141,12 @@ func (e *evaluator) publish(ctx context.Context, job alertJob, rule devicecache.
 	if err != nil {
 		return fmt.Errorf("marshal alert: %w", err)
 	}
-	msgs, _ := roomMsgs(data, id, envelopev1.KindAlert, job.deviceID, job.groups)
-	return e.pub.Publish(ctx, msgs, func() { e.metrics.alerts.WithLabelValues(label).Inc() })
+	msgs, rooms := roomMsgs(data, id, envelopev1.KindAlert, job.deviceID, job.groups)
+	endSends := startSends(trace.ContextWithSpanContext(ctx, job.trace), e.tracer, msgs, rooms)
+	return e.pub.Publish(ctx, msgs, func() {
+		endSends()
+		e.metrics.alerts.WithLabelValues(label).Inc()
+	})
 }
 
 // numericField reads a rule's field the way the registry documents rules:

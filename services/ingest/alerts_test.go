@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	envelopev1 "github.com/sensorcast/sensorcast/proto/sensorcast/envelope/v1"
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/ingest"
@@ -53,15 +55,25 @@ func TestRulesRaiseAlertsInTheDevicesRooms(t *testing.T) {
 
 	dev, _ := device(t, mqttURL, "d1", nil)
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var props *paho.PublishProperties
 	reading := func(sec int, temp float64, extra string) {
 		publish(t, dev, "devices/d1/telemetry", fmt.Sprintf(`{"fields":{"temperature":%g%s},"timestamp":%q}`,
-			temp, extra, t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339)), nil)
+			temp, extra, t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339)), props)
 	}
 	reading(0, 41, "")
 	reading(1, 42, "")
 	expectNothing(t, deviceAlerts, 300*time.Millisecond) // held for 1 s of 2
+	// The reading that fires the alert is traced: the alert is sent in its
+	// trace (with tracing off, under the device's own span context).
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	props = &paho.PublishProperties{}
+	props.User.Add("traceparent", traceparent)
 	reading(2, 43, "")
-	fired, _ := next(t, deviceAlerts)
+	props = nil
+	fired, firedMsg := next(t, deviceAlerts)
+	if got := firedMsg.Header.Get("traceparent"); got != traceparent {
+		t.Errorf("the firing alert carries traceparent %q, want the firing reading's %q", got, traceparent)
+	}
 	a := fired.GetAlert()
 	if a.GetState() != envelopev1.AlertState_ALERT_STATE_FIRING || a.GetRuleId() != "rule-hot" || a.GetRuleName() != "too hot" ||
 		a.GetDeviceId() != "d1" || a.GetValue() != 43 || a.GetThreshold() != 40 || a.GetField() != "temperature" ||

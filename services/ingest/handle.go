@@ -8,6 +8,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sensorcast/sensorcast/services/ingest/internal/natspub"
 	"github.com/sensorcast/sensorcast/services/internal/devicemsg"
@@ -72,7 +73,7 @@ func (s *Service) accept(ctx context.Context, src source, payload []byte, done f
 		return refuse(msg.deviceID, err)
 	}
 	kind := msg.kind.String()
-	endSends := s.startSends(ctx, msgs, rooms)
+	endSends := startSends(ctx, s.tracer, msgs, rooms)
 	err = s.pub.Publish(ctx, msgs, func() {
 		endSends()
 		s.metrics.messages.WithLabelValues(kind).Inc()
@@ -99,7 +100,7 @@ func (s *Service) evaluateRules(ctx context.Context, msg deviceMessage, groups [
 	if len(rules) == 0 {
 		return
 	}
-	s.alerts.submit(ctx, alertJob{deviceID: msg.deviceID, groups: groups, rules: rules, reading: msg.envelope.GetTelemetry()})
+	s.alerts.submit(ctx, alertJob{deviceID: msg.deviceID, groups: groups, rules: rules, reading: msg.envelope.GetTelemetry(), trace: trace.SpanContextFromContext(ctx)})
 }
 
 // enrich admits a device and looks up its groups, in a span of its own:

@@ -313,6 +313,6 @@ func (s *Service) openAlerts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.alerts = newEvaluator(store, s.pub, s.logger, s.metrics)
+	s.alerts = newEvaluator(store, s.pub, s.logger, s.metrics, s.tracer)
 	return nil
 }

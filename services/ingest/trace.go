@@ -78,10 +78,10 @@ func rejected(span trace.Span, err error) {
 
 // startSends starts one "send" span per room message, children of ctx, and
 // writes each one's context into its message's headers; end ends them.
-func (s *Service) startSends(ctx context.Context, msgs []*nats.Msg, rooms []string) (end func()) {
+func startSends(ctx context.Context, tracer trace.Tracer, msgs []*nats.Msg, rooms []string) (end func()) {
 	var spans []trace.Span
 	for i, m := range msgs {
-		sctx, span := tracing.StartMessaging(ctx, s.tracer, tracing.Send, natsDestination(m.Subject))
+		sctx, span := tracing.StartMessaging(ctx, tracer, tracing.Send, natsDestination(m.Subject))
 		if span.IsRecording() {
 			span.SetAttributes(
 				semconv.MessagingMessageID(m.Header.Get(envelopev1.HeaderMsgID)),
