@@ -338,3 +338,44 @@ func want(s harness.Span, parent, kind string, attrs map[string]string) error {
 	}
 	return nil
 }
+
+// TestRunExportsTraces checks that `sensorcast run` (what `make run`
+// starts) honours the same OTEL_* environment: a simulated device's
+// reading is one trace from ingest to the edge's fan-out, all under the
+// service name sensorcast.
+func TestRunExportsTraces(t *testing.T) {
+	harness.CheckGoroutines(t)
+	receiver := harness.StartOTLPReceiver(t)
+	httpAddr := harness.FreeAddr(t)
+	env := []string{"SENSORCAST_JWT_SECRET=" + jwtSecret}
+	for k, v := range receiver.Settings() {
+		env = append(env, k+"="+v)
+	}
+	run := harness.StartProcess(t, "run", env, sensorcast.Path, "run",
+		"--http-addr", httpAddr, "--mqtt-addr", harness.FreeAddr(t), "--grpc-addr", harness.FreeAddr(t),
+		"--devices", "1", "--ws-devices", "0", "--interval", "200ms")
+	run.WaitReady(t, 30*time.Second, func() error { return harness.WantStatus("http://"+httpAddr+"/readyz", 200) })
+	c := harness.Dial(t, "watcher", "ws://"+httpAddr+"/api/v1/ws", token(t, "watcher", "device:*"), harness.DialOptions{})
+	c.MustSubscribe(t, "device:sim-001")
+	if _, err := c.Await(commandWait, func(m harness.Message) bool { return m.Type == "telemetry" }); err != nil {
+		t.Fatalf("no reading of the simulated device: %v", err)
+	}
+	// Readings go on arriving, each its own trace (the simulator sends no
+	// traceparent): any one from ingest to the fan-out proves the chain.
+	harness.Eventually(t, traceWait, func() error {
+		for _, s := range receiver.Spans() {
+			if s.Name != "process sensorcast.live.device.{device_id}.telemetry" {
+				continue
+			}
+			spans := receiver.Trace(s.TraceID)
+			if _, err := one(spans, "sensorcast", "", "process devices/{device_id}/telemetry"); err != nil {
+				continue
+			}
+			if _, err := one(spans, "sensorcast", "", "send sensorcast.room.device.{device_id}.telemetry"); err != nil {
+				continue
+			}
+			return nil
+		}
+		return fmt.Errorf("no trace from ingest to the edge's fan-out yet among %d spans", len(receiver.Spans()))
+	})
+}

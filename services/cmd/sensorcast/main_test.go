@@ -43,6 +43,8 @@ func TestMistakesAreReportedClearly(t *testing.T) {
 		"a bad log level":                    {[]string{"edge", "--log-level", "loud", "--jwt-secret", "0123456789abcdef"}, nil, "SENSORCAST_LOG_LEVEL"},
 		"a simulator of no devices":          {[]string{"simulate", "--devices", "0"}, nil, "at least 1 device"},
 		"WebSocket devices without a secret": {[]string{"simulate", "--ws-devices", "1"}, nil, "need jwt-secret"},
+		"a misspelt trace sampler":           {[]string{"ingest"}, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"},
+		"an unknown trace exporter for run":  {[]string{"run"}, map[string]string{"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out, errOut bytes.Buffer

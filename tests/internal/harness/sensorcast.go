@@ -38,7 +38,7 @@ func (s Sensorcast) StartIngest(t testing.TB, name string, settings Settings) *I
 	settings = withDefaults(settings, Settings{"ADMIN_ADDR": admin})
 	p := StartProcess(t, name, environ(settings), s.Path, "ingest")
 	in := &Ingest{Process: p, AdminURL: "http://" + admin}
-	p.WaitReady(t, startTimeout, func() error { return wantStatus(in.AdminURL+"/readyz", http.StatusOK) })
+	p.WaitReady(t, startTimeout, func() error { return WantStatus(in.AdminURL+"/readyz", http.StatusOK) })
 	return in
 }
 
@@ -64,7 +64,7 @@ func (s Sensorcast) StartEdge(t testing.TB, name string, settings Settings) *Edg
 	settings["HTTP_ADDR"] = addr
 	p := StartProcess(t, name, environ(settings), s.Path, "edge")
 	e := &Edge{Process: p, Addr: addr, BaseURL: "http://" + addr, WSURL: "ws://" + addr + "/api/v1/ws"}
-	p.WaitReady(t, startTimeout, func() error { return wantStatus(e.BaseURL+"/readyz", http.StatusOK) })
+	p.WaitReady(t, startTimeout, func() error { return WantStatus(e.BaseURL+"/readyz", http.StatusOK) })
 	return e
 }
 
@@ -86,7 +86,8 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true},
 }
 
-func wantStatus(url string, want int) error {
+// WantStatus fails unless GET url answers with status want.
+func WantStatus(url string, want int) error {
 	resp, err := httpClient.Get(url)
 	if err != nil {
 		return err
@@ -157,7 +158,7 @@ func (s Sensorcast) StartRegistry(t testing.TB, name string, settings Settings) 
 	settings = withDefaults(settings, Settings{"GRPC_ADDR": grpcAddr, "ADMIN_ADDR": admin})
 	p := StartProcess(t, name, environ(settings), s.Path, "registry")
 	r := &Registry{Process: p, GRPCAddr: grpcAddr, AdminURL: "http://" + admin}
-	p.WaitReady(t, startTimeout, func() error { return wantStatus(r.AdminURL+"/readyz", http.StatusOK) })
+	p.WaitReady(t, startTimeout, func() error { return WantStatus(r.AdminURL+"/readyz", http.StatusOK) })
 	return r
 }
 
