@@ -54,6 +54,7 @@ type Config struct {
 	ReadBuffer   int
 	Settle       time.Duration
 	ServeNATS    string
+	ServeOTLP    string
 	PeerTimeout  time.Duration
 	ProbeRooms   int
 	Reader       string
@@ -109,6 +110,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ReadBuffer, "read-buffer", 4096, "read buffer per client, bytes")
 	fs.DurationVar(&c.Settle, "settle", time.Second, "pause after all clients subscribed before sampling the edge's RSS")
 	fs.StringVar(&c.ServeNATS, "serve-nats", "", "instead of generating load: run an embedded NATS server, with JetStream and the room stream, on this host:port until interrupted")
+	fs.StringVar(&c.ServeOTLP, "serve-otlp", "", "instead of generating load: run an OTLP/gRPC trace sink that counts and discards spans, on this host:port until interrupted")
 	fs.StringVar(&c.Reader, "reader", "epoll", "how clients read: epoll (event loops, one read(2) per event; cheapest) or goroutine (one goroutine per connection)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the generator's own CPU profile to this file")
 	fs.IntVar(&c.ProbeRooms, "probe-rooms", 4, "publisher: also subscribe to this many rooms on NATS directly and report the NATS hop's latency (0: off)")
@@ -150,7 +152,7 @@ func ParseFlags(name string, args []string, stderr io.Writer) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if c.ServeNATS != "" {
+	if c.ServeNATS != "" || c.ServeOTLP != "" {
 		return c, nil
 	}
 	return c, c.finish()

@@ -20,6 +20,9 @@
 #   PERF=1                            record the edge with `perf record -g`
 #                                     during each scenario (when perf works)
 #   EDGE_BIN=path                     use this edge binary instead of building bin/sensorcast
+#   TRACING=off                       off, or a ratio of room messages the edge traces
+#                                     (0.01, 1): spans go over OTLP/gRPC to a sink
+#                                     (sensorcast-load --serve-otlp) on the generator's core
 # Everything listens on 127.0.0.1 only; processes started here are stopped on exit.
 set -euo pipefail
 
@@ -37,6 +40,8 @@ NATS_PORT=${NATS_PORT:-14222}
 EDGE_PORT=${EDGE_PORT:-18080}
 SECRET=${SECRET:-bench-secret-0123456789abcdef}
 PERF=${PERF:-0}
+TRACING=${TRACING:-off}
+OTLP_PORT=${OTLP_PORT:-14317}
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(rooms broadcast)
 
@@ -99,9 +104,26 @@ done
 grep -q "nats listening" "$RESULTS/nats-$STAMP.log" 2>/dev/null ||
 	{ echo "NATS did not start (port $NATS_PORT taken?): see $RESULTS/nats-$STAMP.log" >&2; exit 1; }
 
+# With tracing on, the edge samples room messages at the ratio (they carry
+# no trace context: every fan-out span is a root) and exports to the sink.
+otel_env=()
+if [[ $TRACING != off ]]; then
+	taskset -c "$GEN_CPU" "$BIN/sensorcast-load" --serve-otlp "127.0.0.1:$OTLP_PORT" >"$RESULTS/otlp-$STAMP.log" 2>&1 &
+	pids+=("$!")
+	for _ in $(seq 1 100); do
+		grep -q "otlp listening" "$RESULTS/otlp-$STAMP.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q "otlp listening" "$RESULTS/otlp-$STAMP.log" ||
+		{ echo "the OTLP sink did not start: see $RESULTS/otlp-$STAMP.log" >&2; exit 1; }
+	otel_env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" OTEL_EXPORTER_OTLP_PROTOCOL=grpc
+		OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG="$TRACING")
+	log "# tracing: the edge samples $TRACING of room messages, exported to an OTLP sink on core $GEN_CPU"
+fi
+
 start_edge() { # send-queue
 	local queue=$1
-	SENSORCAST_NATS_URL="nats://127.0.0.1:$NATS_PORT" \
+	env "${otel_env[@]}" SENSORCAST_NATS_URL="nats://127.0.0.1:$NATS_PORT" \
 		SENSORCAST_HTTP_ADDR="127.0.0.1:$EDGE_PORT" \
 		SENSORCAST_JWT_SECRET="$SECRET" \
 		SENSORCAST_LOG_LEVEL=warn \

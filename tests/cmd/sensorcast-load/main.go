@@ -1,7 +1,8 @@
 // Command sensorcast-load drives an edge with N WebSocket clients over R
 // rooms and a NATS publisher, and reports throughput, latency, loss and
 // the edge's RSS and CPU. `sensorcast-load --serve-nats 127.0.0.1:4222`
-// runs an embedded NATS server (JetStream, with the room stream) instead.
+// runs an embedded NATS server (JetStream, with the room stream) instead,
+// `--serve-otlp` a trace sink for benchmarks with tracing on.
 // See tests/load.
 package main
 
@@ -38,6 +39,9 @@ func run() error {
 	defer stop()
 	if cfg.ServeNATS != "" {
 		return load.ServeNATS(ctx, cfg.ServeNATS)
+	}
+	if cfg.ServeOTLP != "" {
+		return load.ServeOTLP(ctx, cfg.ServeOTLP, os.Stdout)
 	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
