@@ -76,14 +76,67 @@ capabilities:
       {{- include "sensorcast.selector" . | nindent 6 }}
 {{- end -}}
 
-{{/* Environment every service reads. */}}
+{{/* Environment every service reads; call with (dict "root" $ "component" "edge"). */}}
 {{- define "sensorcast.commonEnv" -}}
 - name: SENSORCAST_NATS_URL
-  value: {{ .Values.nats.url | quote }}
+  value: {{ .root.Values.nats.url | quote }}
 - name: SENSORCAST_LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
+  value: {{ .root.Values.logLevel | quote }}
 - name: SENSORCAST_LOG_FORMAT
   value: json
+{{- include "sensorcast.tracingEnv" . }}
+{{- end -}}
+
+{{/*
+The standard OpenTelemetry environment the services read (tracing.*), or
+nothing without tracing.endpoint: the services trace only when told where
+to. Every line starts with a newline, so that nothing at all is rendered
+when tracing is off.
+*/}}
+{{- define "sensorcast.tracingEnv" -}}
+{{- with .root.Values.tracing }}
+{{- if .endpoint }}
+- name: OTEL_SERVICE_NAME
+  value: sensorcast-{{ $.component }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- /* The other samplers take no argument. */}}
+{{- if hasSuffix "traceidratio" .sampler }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- end }}
+{{- with .headers.existingSecret }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $.root.Values.tracing.headers.existingSecretKey }}}
+{{- end }}
+{{- /*
+The pod's identity from the downward API, for OTEL_RESOURCE_ATTRIBUTES:
+$(VAR) there expands only variables defined above it. (The names are the
+ones the OpenTelemetry operator injects.)
+*/}}
+- name: OTEL_RESOURCE_ATTRIBUTES_POD_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: OTEL_RESOURCE_ATTRIBUTES_NAMESPACE
+  valueFrom:
+    fieldRef: {fieldPath: metadata.namespace}
+- name: OTEL_RESOURCE_ATTRIBUTES_NODE_NAME
+  valueFrom:
+    fieldRef: {fieldPath: spec.nodeName}
+{{- $attrs := list "k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)" "k8s.namespace.name=$(OTEL_RESOURCE_ATTRIBUTES_NAMESPACE)" "k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME)" }}
+{{- /* The user's come last, so that they win over the pod's. */}}
+{{- range $k, $v := .resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $k $v) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "sensorcast.redisEnv" -}}

@@ -154,6 +154,8 @@ func TestBadValuesAreRefusedWithAClearMessage(t *testing.T) {
 		{"an HTTPRoute without a Gateway", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "edge.httpRoute.enabled=true"}, "edge.httpRoute: set parentRefs"},
 		{"a bad scrape interval", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "metrics.serviceMonitor.interval=often"}, "/metrics/serviceMonitor/interval"},
 		{"registry replicas without PostgreSQL", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "registry.replicas=2"}, "only works with registry.replicas: 1"},
+		{"an unknown tracing protocol", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "tracing.protocol=http/json"}, "at '/tracing/protocol': value must be one of 'grpc', 'http/protobuf'"},
+		{"a sampler ratio that is not one", []string{"--set", "auth.jwtSecret=0123456789abcdef", "--set", "tracing.samplerArg=1.5"}, "/tracing/samplerArg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(t, helm, append([]string{"template", "sc", chartDir}, tc.args...)...)
