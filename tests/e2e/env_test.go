@@ -60,7 +60,7 @@ func startEnv(t *testing.T) *env {
 	})
 	e.edgeA = e.startEdge(t, "edge-a", nil)
 	e.edgeB = e.startEdge(t, "edge-b", nil)
-	e.warmUp(t)
+	warmUpEdges(t, e.mqtt, e.edgeA, e.edgeB)
 	return e
 }
 
@@ -81,20 +81,23 @@ func (e *env) startEdge(t testing.TB, name string, overrides harness.Settings) *
 	return sensorcast.StartEdge(t, name, settings)
 }
 
-// warmUp publishes probe readings over MQTT until one reaches a client on
-// each edge, which proves ingest holds its MQTT subscription and both edges
-// deliver. Then it waits until late probes stop arriving, so none can reach
-// a later scenario's global room.
-func (e *env) warmUp(t *testing.T) {
+// warmUpEdges publishes probe readings over MQTT until one reaches a
+// client on each edge, which proves ingest holds its MQTT subscription and
+// every edge delivers. Then it waits until late probes stop arriving, so
+// none can reach a later scenario's global room (or its counters), and
+// closes its clients.
+func warmUpEdges(t *testing.T, broker *harness.Mosquitto, edges ...*harness.Edge) {
 	t.Helper()
-	clients := []*harness.Client{dial(t, e.edgeA, "warmup"), dial(t, e.edgeB, "warmup")}
-	for _, c := range clients {
+	var clients []*harness.Client
+	for _, edge := range edges {
+		c := dial(t, edge, "warmup")
 		c.MustSubscribe(t, "device:warmup", "global")
+		clients = append(clients, c)
 	}
 	probe := 0
 	harness.Eventually(t, 20*time.Second, func() error {
 		probe++
-		e.mqtt.Publish(t, "devices/warmup/telemetry", fmt.Appendf(nil, `{"fields":{"probe":%d}}`, probe), false)
+		broker.Publish(t, "devices/warmup/telemetry", fmt.Appendf(nil, `{"fields":{"probe":%d}}`, probe), false)
 		for _, c := range clients {
 			if _, err := c.Await(time.Second, harness.Message.IsRoomMessage); err != nil {
 				return fmt.Errorf("probe %d did not reach %s: %w", probe, c.Name, err)
