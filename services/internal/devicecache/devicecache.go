@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -29,10 +30,23 @@ import (
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 )
 
-// Device is what the cache keeps of a device.
+// Device is what the cache keeps of a device: what admission and routing
+// need, and what a dashboard lists.
 type Device struct {
+	ID      string
+	Name    string
+	Type    string
+	Labels  map[string]string // shared, do not modify
 	Enabled bool
 	Groups  []string // sorted; shared, do not modify
+	Version int64
+}
+
+// Group is what the cache keeps of a group.
+type Group struct {
+	ID      string
+	Name    string
+	Members int // devices in the group
 	Version int64
 }
 
@@ -71,10 +85,14 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	devices map[string]Device
-	groups  map[string]int64 // id -> version
+	groups  map[string]Group // Members is filled in on the way out
 	// members indexes devices by group, for "latest state of a group".
 	members map[string]map[string]struct{}
-	rules   map[string]Rule
+	// sorted holds every device id in order, for paging through devices;
+	// nil when a device was added or removed since it was built. It is
+	// replaced, never modified, so a reader may keep it after unlocking.
+	sorted []string
+	rules  map[string]Rule
 	// targets indexes enabled rules by their target room.
 	targets map[string]map[string]struct{}
 
@@ -89,7 +107,7 @@ type Cache struct {
 func New(client Client, logger *slog.Logger) *Cache {
 	return &Cache{
 		client: client, logger: logger,
-		devices: map[string]Device{}, groups: map[string]int64{}, members: map[string]map[string]struct{}{},
+		devices: map[string]Device{}, groups: map[string]Group{}, members: map[string]map[string]struct{}{},
 		rules: map[string]Rule{}, targets: map[string]map[string]struct{}{},
 		loaded: make(chan struct{}),
 	}
@@ -160,6 +178,57 @@ func firstIDs[V any](m map[string]V, limit int) []string {
 		ids = append(ids, id)
 	}
 	return ids
+}
+
+// Devices pages through the devices that match, in id order: up to limit
+// of those whose id sorts after after, and how many match in all. match is
+// called with the cache read-locked: it must be quick and must not call
+// back into the cache.
+func (c *Cache) Devices(after string, limit int, match func(Device) bool) (page []Device, total int) {
+	ids := c.sortedIDs()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, id := range ids {
+		d, ok := c.devices[id]
+		if !ok || !match(d) {
+			continue // removed since ids was built, or filtered out
+		}
+		total++
+		if id > after && len(page) < limit {
+			page = append(page, d)
+		}
+	}
+	return page, total
+}
+
+// sortedIDs returns every device id in order, rebuilding the index after
+// devices came or went.
+func (c *Cache) sortedIDs() []string {
+	c.mu.RLock()
+	ids := c.sorted
+	c.mu.RUnlock()
+	if ids != nil {
+		return ids
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sorted == nil {
+		c.sorted = slices.Sorted(maps.Keys(c.devices))
+	}
+	return c.sorted
+}
+
+// Groups returns every group, in id order, with its member count.
+func (c *Cache) Groups() []Group {
+	c.mu.RLock()
+	out := make([]Group, 0, len(c.groups))
+	for id, g := range c.groups {
+		g.Members = len(c.members[id])
+		out = append(out, g)
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Group) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Loaded is closed once the cache has loaded the registry; it then follows it.
@@ -249,14 +318,14 @@ func (c *Cache) load(ctx context.Context) error {
 			break
 		}
 	}
-	groups := map[string]int64{}
+	groups := map[string]Group{}
 	for token := ""; ; {
 		resp, err := c.client.ListGroups(ctx, &registryv1.ListGroupsRequest{PageSize: listPageSize, PageToken: token})
 		if err != nil {
 			return fmt.Errorf("list groups: %w", err)
 		}
 		for _, g := range resp.GetGroups() {
-			groups[g.GetId()] = g.GetVersion()
+			groups[g.GetId()] = groupFromProto(g)
 		}
 		if token = resp.GetNextPageToken(); token == "" {
 			break
@@ -285,6 +354,7 @@ func (c *Cache) load(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.devices, c.groups, c.members = devices, groups, members
+	c.sorted = nil
 	c.rules, c.targets = rules, targets
 	c.mu.Unlock()
 	return nil
@@ -338,18 +408,22 @@ func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
 				unindexGroups(c.members, id, cur.Groups)
 				indexGroups(c.members, id, d.Groups)
 				c.devices[id] = d
+				if !ok {
+					c.sorted = nil
+				}
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED:
 			if cur, ok := c.devices[id]; ok && cur.Version <= v {
 				unindexGroups(c.members, id, cur.Groups)
 				delete(c.devices, id)
+				c.sorted = nil
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_GROUP_CREATED, registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED:
-			if cur, ok := c.groups[id]; !ok || cur < v {
-				c.groups[id] = v
+			if cur, ok := c.groups[id]; !ok || cur.Version < v {
+				c.groups[id] = groupFromProto(ch.GetGroup())
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_GROUP_DELETED:
-			if cur, ok := c.groups[id]; ok && cur <= v {
+			if cur, ok := c.groups[id]; ok && cur.Version <= v {
 				delete(c.groups, id)
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_CREATED, registryv1.ChangeKind_CHANGE_KIND_ALERT_RULE_UPDATED:
@@ -392,5 +466,12 @@ func ruleFromProto(r *registryv1.AlertRule) Rule {
 }
 
 func fromProto(d *registryv1.Device) Device {
-	return Device{Enabled: d.GetEnabled(), Groups: d.GetGroups(), Version: d.GetVersion()}
+	return Device{
+		ID: d.GetId(), Name: d.GetDisplayName(), Type: d.GetType(), Labels: d.GetLabels(),
+		Enabled: d.GetEnabled(), Groups: d.GetGroups(), Version: d.GetVersion(),
+	}
+}
+
+func groupFromProto(g *registryv1.Group) Group {
+	return Group{ID: g.GetId(), Name: g.GetDisplayName(), Version: g.GetVersion()}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -278,5 +279,56 @@ func TestTheCacheKeepsAlertRulesByTarget(t *testing.T) {
 	eventually(t, "rule changes applied", func() bool { return ruleIDs(c.RulesFor("a", []string{"g1"})) == "r3,r5" })
 	if got := ruleIDs(c.RulesFor("x", []string{"g2"})); got != "r1" {
 		t.Errorf("rules of a device in g2: %s, want r1 (moved there)", got)
+	}
+}
+
+func TestDevicesPageInIDOrderAndFollowChanges(t *testing.T) {
+	f := &fakeRegistry{
+		devices: []*registryv1.Device{device("c", 1, true, "g1"), device("a", 1, true, "g1"), device("d", 1, false), device("b", 1, true, "g2")},
+		groups:  []*registryv1.Group{{Id: "g2", DisplayName: "Second", Version: 1}, {Id: "g1", DisplayName: "First", Version: 1}},
+		seq:     1,
+		feed:    make(chan *registryv1.Change, 10),
+	}
+	f.devices[1].DisplayName, f.devices[1].Labels = "Boiler A", map[string]string{"site": "x"}
+	c, _ := start(t, f)
+	eventually(t, "ready", c.Ready)
+	all := func(Device) bool { return true }
+	ids := func(page []Device) string {
+		var out []string
+		for _, d := range page {
+			out = append(out, d.ID)
+		}
+		return strings.Join(out, ",")
+	}
+
+	page, total := c.Devices("", 2, all)
+	if ids(page) != "a,b" || total != 4 {
+		t.Errorf("first page = %s of %d, want a,b of 4", ids(page), total)
+	}
+	if page[0].Name != "Boiler A" || page[0].Labels["site"] != "x" {
+		t.Errorf("device a = %+v, want its name and labels", page[0])
+	}
+	if page, _ = c.Devices("b", 2, all); ids(page) != "c,d" {
+		t.Errorf("page after b = %s, want c,d", ids(page))
+	}
+	inG1 := func(d Device) bool { return slices.Contains(d.Groups, "g1") }
+	if page, total = c.Devices("", 10, inG1); ids(page) != "a,c" || total != 2 {
+		t.Errorf("g1 = %s of %d, want a,c of 2", ids(page), total)
+	}
+	if got := fmt.Sprint(c.Groups()); got != "[{g1 First 2 1} {g2 Second 1 1}]" {
+		t.Errorf("groups = %s", got)
+	}
+
+	f.feed <- &registryv1.Change{Sequence: 2, Kind: registryv1.ChangeKind_CHANGE_KIND_DEVICE_CREATED, Id: "aa", Version: 1,
+		Snapshot: &registryv1.Change_Device{Device: device("aa", 1, true)}}
+	f.feed <- &registryv1.Change{Sequence: 3, Kind: registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED, Id: "b", Version: 1}
+	f.feed <- &registryv1.Change{Sequence: 4, Kind: registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED, Id: "g2", Version: 2,
+		Snapshot: &registryv1.Change_Group{Group: &registryv1.Group{Id: "g2", DisplayName: "Renamed", Version: 2}}}
+	eventually(t, "changes applied", func() bool {
+		page, _ := c.Devices("", 10, all)
+		return ids(page) == "a,aa,c,d"
+	})
+	if got := fmt.Sprint(c.Groups()); got != "[{g1 First 2 1} {g2 Renamed 0 2}]" {
+		t.Errorf("groups after changes = %s", got)
 	}
 }
