@@ -29,9 +29,10 @@ import (
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 	"github.com/sensorcast/sensorcast/services/edge/internal/command"
+	"github.com/sensorcast/sensorcast/services/edge/internal/dashboard"
+	"github.com/sensorcast/sensorcast/services/edge/internal/devicesapi"
 	"github.com/sensorcast/sensorcast/services/edge/internal/devicews"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
-	"github.com/sensorcast/sensorcast/services/edge/internal/liveview"
 	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
 	"github.com/sensorcast/sensorcast/services/edge/internal/session"
 	"github.com/sensorcast/sensorcast/services/internal/auth"
@@ -65,6 +66,7 @@ type Service struct {
 	tracer    trace.Tracer // device messages into ingest
 	tracker   *presence.Tracker
 	catalog   session.Catalog
+	directory devicesapi.Directory // nil without a registry
 	metrics   *session.Metrics
 	devices   *devicews.Metrics
 	secrets   DeviceSecrets // nil: devices authenticate with tokens only
@@ -94,6 +96,9 @@ type Deps struct {
 	// Catalog, when set, rejects subscriptions to rooms of devices and
 	// groups the registry does not know; its Run is the caller's.
 	Catalog session.Catalog
+	// Directory, when set, serves the device list API (GET /api/v1/devices,
+	// /api/v1/groups) to dashboards; its Run is the caller's.
+	Directory devicesapi.Directory
 	// DeviceSecrets, when set, lets devices connect with their registry
 	// credential (HTTP Basic auth) as well as with a token.
 	DeviceSecrets DeviceSecrets
@@ -129,20 +134,21 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Service{
-		js:       js,
-		cfg:      cfg,
-		logger:   deps.Logger,
-		conns:    deps.NATS,
-		verifier: verifier,
-		hub:      hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger, tp),
-		commands: commands,
-		tracer:   tp.Tracer("github.com/sensorcast/sensorcast/services/edge"),
-		metrics:  session.NewMetrics(deps.Registry),
-		devices:  devicews.NewMetrics(deps.Registry),
-		secrets:  deps.DeviceSecrets,
-		gatherer: deps.Registry,
-		catalog:  deps.Catalog,
-		sessions: map[connection]struct{}{},
+		js:        js,
+		cfg:       cfg,
+		logger:    deps.Logger,
+		conns:     deps.NATS,
+		verifier:  verifier,
+		hub:       hub.New(deps.NATS, hub.NewMetrics(deps.Registry), deps.Logger, tp),
+		commands:  commands,
+		tracer:    tp.Tracer("github.com/sensorcast/sensorcast/services/edge"),
+		metrics:   session.NewMetrics(deps.Registry),
+		devices:   devicews.NewMetrics(deps.Registry),
+		secrets:   deps.DeviceSecrets,
+		gatherer:  deps.Registry,
+		catalog:   deps.Catalog,
+		directory: deps.Directory,
+		sessions:  map[connection]struct{}{},
 		upgrader: websocket.Upgrader{
 			// Small read buffers keep idle connections cheap; frames larger
 			// than the buffer are still read, in pieces.
@@ -186,7 +192,9 @@ func (s *Service) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
-	mux.Handle("GET /{$}", liveview.Handler())
+	devicesapi.New(s.directory, s.verifier).Register(mux)
+	// Everything else a browser asks for is the dashboard's.
+	mux.Handle("GET /", dashboard.Handler())
 	return mux
 }
 

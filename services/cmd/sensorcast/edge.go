@@ -61,6 +61,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	defer closeCache()
 	if cache != nil {
 		deps.Catalog = cache
+		deps.Directory = cache
 		deps.DeviceSecrets = client
 	}
 	svc, err := edge.New(ctx, cfg, deps)

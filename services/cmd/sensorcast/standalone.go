@@ -147,7 +147,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Catalog: cache, DeviceSecrets: registryAPI, Logger: logger.With("component", "edge"), Registry: reg})
+	edgeSvc, err := edge.New(ctx, edgeCfg, edge.Deps{NATS: edgeConns, Catalog: cache, Directory: cache, DeviceSecrets: registryAPI, Logger: logger.With("component", "edge"), Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -275,7 +275,7 @@ func printBanner(w io.Writer, httpAddr, mqttAddr, token string, devSecret bool) 
 	fmt.Fprintf(w, `
 Sensorcast is running (standalone: embedded NATS and MQTT broker, simulated devices).
 
-  Live view:  http://%[1]s/#token=%[2]s
+  Dashboard:  http://%[1]s/#token=%[2]s
   WebSocket:  %[3]s
   MQTT:       mqtt://%[4]s
   Dev token:  %[2]s
