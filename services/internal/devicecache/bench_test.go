@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+
+	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
 )
 
 // BenchmarkLookup1M is ingest's per-message admission cost: one lookup in
@@ -27,4 +29,21 @@ func BenchmarkLookup1M(b *testing.B) {
 			i += 7919
 		}
 	})
+}
+
+// BenchmarkDevicesSearch100k is a dashboard's device list request: one
+// page of a search over 100,000 devices (a full scan, to count matches).
+func BenchmarkDevicesSearch100k(b *testing.B) {
+	c := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for i := range 100_000 {
+		id := fmt.Sprintf("device-%06d", i)
+		c.devices[id] = fromProto(&registryv1.Device{Id: id, DisplayName: fmt.Sprintf("Sensor %d", i), Enabled: true, Groups: []string{fmt.Sprintf("g%d", i%100)}, Version: 1})
+	}
+	match := func(d Device) bool { return d.Mentions("sensor 4") }
+	b.ReportAllocs()
+	for b.Loop() {
+		if page, total := c.Devices("", 200, match); len(page) != 200 || total != 11111 {
+			b.Fatalf("%d of %d", len(page), total)
+		}
+	}
 }

@@ -40,7 +40,14 @@ type Device struct {
 	Enabled bool
 	Groups  []string // sorted; shared, do not modify
 	Version int64
+
+	// search is the lower-case id and name, for Mentions.
+	search string
 }
+
+// Mentions reports whether the device's id or name contains query, which
+// must be lower case; case is ignored.
+func (d Device) Mentions(query string) bool { return strings.Contains(d.search, query) }
 
 // Group is what the cache keeps of a group.
 type Group struct {
@@ -88,10 +95,10 @@ type Cache struct {
 	groups  map[string]Group // Members is filled in on the way out
 	// members indexes devices by group, for "latest state of a group".
 	members map[string]map[string]struct{}
-	// sorted holds every device id in order, for paging through devices;
-	// nil when a device was added or removed since it was built. It is
-	// replaced, never modified, so a reader may keep it after unlocking.
-	sorted []string
+	// sorted holds every device in id order, for paging through them; nil
+	// when a device changed since it was built (it is rebuilt on the next
+	// read). It is replaced, never modified, so a reader keeps it unlocked.
+	sorted []Device
 	rules  map[string]Rule
 	// targets indexes enabled rules by their target room.
 	targets map[string]map[string]struct{}
@@ -181,39 +188,34 @@ func firstIDs[V any](m map[string]V, limit int) []string {
 }
 
 // Devices pages through the devices that match, in id order: up to limit
-// of those whose id sorts after after, and how many match in all. match is
-// called with the cache read-locked: it must be quick and must not call
-// back into the cache.
+// of those whose id sorts after after, and how many match in all. It reads
+// a snapshot, without holding the cache's lock.
 func (c *Cache) Devices(after string, limit int, match func(Device) bool) (page []Device, total int) {
-	ids := c.sortedIDs()
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for _, id := range ids {
-		d, ok := c.devices[id]
-		if !ok || !match(d) {
-			continue // removed since ids was built, or filtered out
+	for _, d := range c.sortedDevices() {
+		if !match(d) {
+			continue
 		}
 		total++
-		if id > after && len(page) < limit {
+		if d.ID > after && len(page) < limit {
 			page = append(page, d)
 		}
 	}
 	return page, total
 }
 
-// sortedIDs returns every device id in order, rebuilding the index after
-// devices came or went.
-func (c *Cache) sortedIDs() []string {
+// sortedDevices returns every device in id order, rebuilding the snapshot
+// after a change.
+func (c *Cache) sortedDevices() []Device {
 	c.mu.RLock()
-	ids := c.sorted
+	sorted := c.sorted
 	c.mu.RUnlock()
-	if ids != nil {
-		return ids
+	if sorted != nil {
+		return sorted
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sorted == nil {
-		c.sorted = slices.Sorted(maps.Keys(c.devices))
+		c.sorted = slices.SortedFunc(maps.Values(c.devices), func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return c.sorted
 }
@@ -408,9 +410,7 @@ func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
 				unindexGroups(c.members, id, cur.Groups)
 				indexGroups(c.members, id, d.Groups)
 				c.devices[id] = d
-				if !ok {
-					c.sorted = nil
-				}
+				c.sorted = nil
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED:
 			if cur, ok := c.devices[id]; ok && cur.Version <= v {
@@ -469,6 +469,7 @@ func fromProto(d *registryv1.Device) Device {
 	return Device{
 		ID: d.GetId(), Name: d.GetDisplayName(), Type: d.GetType(), Labels: d.GetLabels(),
 		Enabled: d.GetEnabled(), Groups: d.GetGroups(), Version: d.GetVersion(),
+		search: strings.ToLower(d.GetId() + "\n" + d.GetDisplayName()),
 	}
 }
 

@@ -115,7 +115,7 @@ func (a *API) serveDevices(w http.ResponseWriter, r *http.Request) {
 		if group != "" && !slices.Contains(d.Groups, group) {
 			return false
 		}
-		if search != "" && !strings.Contains(strings.ToLower(d.ID), search) && !strings.Contains(strings.ToLower(d.Name), search) {
+		if search != "" && !d.Mentions(search) {
 			return false
 		}
 		return all || mayWatch(claims, d)
