@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -88,6 +89,9 @@ func (c *client) commandResult(requestID string) commandResult {
 	m := c.next()
 	if m.Type != "command_result" || m.RequestID != requestID {
 		c.t.Fatalf("got %s (request %q) %s, want command_result for %q", m.Type, m.RequestID, m.Payload, requestID)
+	}
+	if bytes.Contains(m.Payload, []byte(`"result":null`)) {
+		c.t.Errorf("command_result %s: a status without a result leaves it out", m.Payload)
 	}
 	var r commandResult
 	c.payload(m, &r)

@@ -378,9 +378,12 @@ func validCommandName(name string) bool {
 // called from the command dispatcher's goroutines, so it queues without
 // waiting, like a room message.
 func (s *Session) CommandResult(requestID string, r command.Result) {
-	s.Deliver(wire.ReplyFrame(wire.TypeCommandResult, requestID, wire.CommandResultPayload{
-		CommandID: r.CommandID, DeviceID: r.DeviceID, Status: r.Status, Result: r.Result,
-	}, time.Now()))
+	p := wire.CommandResultPayload{CommandID: r.CommandID, DeviceID: r.DeviceID, Status: r.Status}
+	if r.Result != nil {
+		// Only a real map: a nil one in the interface would be "result": null.
+		p.Result = r.Result
+	}
+	s.Deliver(wire.ReplyFrame(wire.TypeCommandResult, requestID, p, time.Now()))
 }
 
 func truncate(s string) string {
