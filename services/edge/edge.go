@@ -192,7 +192,11 @@ func (s *Service) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
-	devicesapi.New(s.directory, s.verifier).Register(mux)
+	devices := s.withCORS(devicesapi.New(s.directory, s.verifier).Handler())
+	for _, path := range []string{devicesapi.DevicesPath, devicesapi.GroupsPath} {
+		mux.Handle("GET "+path, devices)
+		mux.Handle("OPTIONS "+path, devices) // CORS preflights
+	}
 	// Everything else a browser asks for is the dashboard's.
 	mux.Handle("GET /", dashboard.Handler())
 	return mux
@@ -296,6 +300,7 @@ func (s *Service) drain(srv *http.Server) {
 }
 
 func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
+	exposeTo(w, r) // the refusals below; an upgrade ignores it
 	if s.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "server is draining; reconnect", Code: "unavailable"})
 		return

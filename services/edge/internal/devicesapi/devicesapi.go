@@ -84,10 +84,12 @@ func New(dir Directory, verifier Verifier) *API {
 	return &API{dir: dir, verifier: verifier}
 }
 
-// Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+// Handler serves the API's two paths (other methods get 405).
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+DevicesPath, a.serveDevices)
 	mux.HandleFunc("GET "+GroupsPath, a.serveGroups)
+	return mux
 }
 
 // serveDevices lists the devices the token may watch, in id order:

@@ -44,8 +44,7 @@ func (d *directory) Ready() bool                 { return d.ready }
 
 func serve(t *testing.T, api *API, path, token string) (int, map[string]any) {
 	t.Helper()
-	mux := http.NewServeMux()
-	api.Register(mux)
+	mux := api.Handler()
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
