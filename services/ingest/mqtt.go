@@ -92,9 +92,9 @@ func (s *Service) clientConfig(ctx context.Context) autopaho.ClientConfig {
 func (s *Service) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) {
 	var subs []paho.SubscribeOptions
 	for _, k := range []devicemsg.Kind{devicemsg.KindTelemetry, devicemsg.KindStatus} {
-		subs = append(subs, paho.SubscribeOptions{Topic: "$share/" + s.cfg.MQTTShareGroup + "/" + k.Filter(), QoS: 1})
+		subs = append(subs, paho.SubscribeOptions{Topic: "$share/" + s.cfg.MQTTShareGroup + "/" + k.Filter(), QoS: s.subQoS})
 	}
-	subs = append(subs, paho.SubscribeOptions{Topic: "$share/" + s.cfg.MQTTShareGroup + "/" + devicemsg.AckFilter, QoS: 1})
+	subs = append(subs, paho.SubscribeOptions{Topic: "$share/" + s.cfg.MQTTShareGroup + "/" + devicemsg.AckFilter, QoS: s.subQoS})
 	for attempt := 0; ; attempt++ {
 		sctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
 		_, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs})

@@ -77,9 +77,18 @@ type Option func(*Service)
 // admitted and published to its device room and global only.
 func WithDevices(d Devices) Option { return func(s *Service) { s.devices = d } }
 
+// WithSubscriptionQoS sets the QoS of ingest's subscriptions (default 1).
+// Only `sensorcast run` lowers it to 0, for its embedded broker: broker and
+// ingest share one process, so QoS 1 between them guards against nothing,
+// and with QoS 1 deliveries to ingest mochi-mqtt v2.7.9 deadlocks under
+// load (Inflight.NextImmediate read-locks its mutex twice, so a writer
+// waiting in between blocks both). Devices still publish at QoS 1.
+func WithSubscriptionQoS(qos byte) Option { return func(s *Service) { s.subQoS = qos } }
+
 // Service is one ingest instance. Create it with New and run it once.
 type Service struct {
 	cfg     Config
+	subQoS  byte
 	urls    []*url.URL
 	nc      *nats.Conn
 	logger  *slog.Logger
@@ -134,6 +143,7 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger, reg prometheus.Register
 		publishLog: newThrottledLog(logger),
 		streamLost: make(chan struct{}, 1),
 		tracer:     defaultTracer(),
+		subQoS:     1,
 	}
 	for _, opt := range opts {
 		opt(s)

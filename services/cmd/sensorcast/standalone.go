@@ -143,7 +143,7 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	ingestCfg.RegisterFlags(ingestFlags)
 	ingestCfg.MQTTURL = "mqtt://" + mqttAddr
 	ingestCfg.MQTTClientID = "sensorcast-ingest-standalone"
-	ingestSvc, err := ingest.New(ingestCfg, ingestNC, logger.With("component", "ingest"), reg, ingest.WithDevices(cache))
+	ingestSvc, err := ingest.New(ingestCfg, ingestNC, logger.With("component", "ingest"), reg, ingest.WithDevices(cache), ingest.WithSubscriptionQoS(0))
 	if err != nil {
 		return err
 	}
