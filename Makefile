@@ -31,14 +31,14 @@ export FUZZTIME
 # Arguments for `make run`, e.g. ARGS='--devices 200 --interval 100ms'.
 ARGS ?=
 
-.PHONY: help deps tools k8s-tools generate manifests check build images test test-e2e test-operator fuzz run bench clean
+.PHONY: help deps tools k8s-tools web generate manifests check build images test test-e2e test-operator test-web fuzz run bench clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [GOTESTFLAGS=...] [FUZZTIME=15s] [ARGS=...]"
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-deps: ## Install Mosquitto, Redis and PostgreSQL with apt-get if they are missing
+deps: ## Install Mosquitto, Redis, PostgreSQL and Chromium with apt-get if they are missing
 	@bash scripts/install-deps.sh
 
 tools: ## Build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into ~/.cache/sensorcast/tools/<hash>
@@ -46,6 +46,9 @@ tools: ## Build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into ~/.cac
 
 k8s-tools: ## Build kube-apiserver, etcd, controller-manager, scheduler, KWOK, kubectl, helm into ~/.cache/sensorcast/k8s/<hash>
 	@bash scripts/k8s-tools.sh build
+
+web: ## npm ci and build the TypeScript SDK and the dashboard (embedded by the edge)
+	@bash scripts/web.sh build
 
 generate: tools manifests ## Regenerate Go code from proto/ (and lint it) and the operator's manifests
 	cd proto && PATH="$(TOOLS_CACHE):$$PATH" buf generate
@@ -57,10 +60,10 @@ manifests: k8s-tools ## Regenerate the operator's deepcopy, CRD and RBAC, their 
 check: tools k8s-tools ## Fail on stale generated code, buf lint, gofmt or go vet findings
 	@bash scripts/check.sh
 
-# Every main package under services/cmd/ (bin/sensorcast), operator/cmd
-# (bin/sensorcast-operator) and tests/cmd/ (bin/sensorcast-load, the load generator,
-# once it exists).
-build: ## Build every command into bin/
+# Every main package under services/cmd/ (bin/sensorcast, with the dashboard
+# built by `make web` embedded), operator/cmd (bin/sensorcast-operator) and
+# tests/cmd/ (bin/sensorcast-load, the load generator).
+build: web ## Build every command into bin/
 	mkdir -p $(BIN)
 	cd services && go build -o $(BIN)/ ./cmd/...
 	cd operator && go build -o $(BIN)/sensorcast-operator ./cmd
@@ -70,7 +73,7 @@ build: ## Build every command into bin/
 images: ## Build the container images with docker or podman, where one exists (IMAGE_PREFIX=...)
 	@bash scripts/images.sh
 
-test: deps tools k8s-tools check build ## Install deps, check, build, then go test -race every module
+test: deps tools k8s-tools check build ## Install deps, check, build, then go test -race every module and the web tests
 	@bash scripts/test.sh
 
 test-e2e: deps build ## Run only the end-to-end tests (the tests module)
@@ -79,10 +82,13 @@ test-e2e: deps build ## Run only the end-to-end tests (the tests module)
 test-operator: deps k8s-tools ## Run only the operator's tests (envtest on a real kube-apiserver)
 	@bash scripts/test.sh "$(CURDIR)/operator"
 
+test-web: deps build ## Run only the SDK's and the dashboard's tests (Node, headless Chromium)
+	@bash scripts/web.sh test
+
 fuzz: ## Run each fuzz target for FUZZTIME
 	@bash scripts/fuzz.sh
 
-run: ## Run everything in one process with simulated devices (pass ARGS=...)
+run: web ## Run everything in one process with simulated devices and the dashboard (pass ARGS=...)
 	go run ./services/cmd/sensorcast run $(ARGS)
 
 bench: ## Run the services' Go benchmarks

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests start as real processes: Mosquitto
-# (broker and mosquitto_pub/mosquitto_sub), Redis and the PostgreSQL server.
+# (broker and mosquitto_pub/mosquitto_sub), Redis, the PostgreSQL server and
+# Chromium (the dashboard's browser tests drive it headless).
 # Idempotent: a package is installed only when its command is missing, and
 # `apt-get update` runs at most once. Debian/Ubuntu (apt) only; elsewhere it
 # names what to install and fails.
@@ -19,6 +20,7 @@ declare -A package_of=(
 	[initdb]=postgresql
 	[postgres]=postgresql
 	[pg_ctl]=postgresql
+	[chromium]=chromium
 )
 
 # Daemons live in /usr/sbin, which a non-root PATH often lacks; Debian puts the
@@ -44,7 +46,7 @@ for cmd in "${!package_of[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
-	echo "deps: mosquitto, mosquitto-clients, redis-server and postgresql are installed"
+	echo "deps: mosquitto, mosquitto-clients, redis-server, postgresql and chromium are installed"
 	exit 0
 fi
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs `go test -race -count=1 ./...` in each module directory given (every
 # workspace module when none are given: `go test ./...` does not descend into
-# nested modules). GOTESTFLAGS adds flags, e.g. GOTESTFLAGS='-run TestEdge -v'.
+# nested modules), and, when none are given, the web tests (scripts/web.sh
+# test: the SDK's and the dashboard's, against bin/sensorcast). GOTESTFLAGS
+# adds flags to go test, e.g. GOTESTFLAGS='-run TestEdge -v'.
 # Every module runs even after a failure; a summary at the end lists them all
 # and the exit status is non-zero if any failed.
 set -euo pipefail
@@ -12,8 +14,10 @@ cd "$root"
 # Tests start mosquitto and redis-server, which Debian puts in /usr/sbin.
 case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
 
+web=false
 if (($# == 0)); then
 	mapfile -t modules < <(go list -m -f '{{.Dir}}')
+	web=true
 else
 	modules=("$@")
 fi
@@ -47,6 +51,16 @@ for dir in "${modules[@]}"; do
 	fi
 done
 
+if $web; then
+	start=$SECONDS
+	if bash scripts/web.sh test; then
+		summary+=("ok    web (SDK and dashboard, $((SECONDS - start))s)")
+	else
+		summary+=("FAIL  web (SDK and dashboard, $((SECONDS - start))s)")
+		failures=$((failures + 1))
+	fi
+fi
+
 if [[ -s $report ]]; then
 	echo
 	echo "=== test report"
@@ -56,7 +70,7 @@ echo
 echo "=== test summary"
 printf '  %s\n' "${summary[@]}"
 if ((failures)); then
-	echo "=== FAILED: $failures of ${#modules[@]} modules had failing tests (see the FAIL lines above)" >&2
+	echo "=== FAILED: $failures of the parts above had failing tests (see the FAIL lines)" >&2
 	exit 1
 fi
-echo "=== PASS: all ${#modules[@]} modules"
+echo "=== PASS: all ${#summary[@]} parts"
