@@ -6,20 +6,13 @@
 //   node scripts/perf.mjs [--devices 1000] [--ws-devices 2] [--interval 1s]
 //                         [--seconds 20] [--mode idle|scroll|detail]
 //
-// SENSORCAST_BIN (default ../../bin/sensorcast) and CHROMIUM_BIN (default
+// SENSORCAST_BIN (default: the repository's bin/sensorcast) and CHROMIUM_BIN (default
 // /usr/bin/chromium) as for the browser test. Prints one JSON line of numbers.
 
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { mintToken, Server } from "../../testing/server.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = path.resolve(here, "..", process.env.SENSORCAST_BIN || "../../bin/sensorcast");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const { values: opt } = parseArgs({
   options: {
@@ -31,34 +24,11 @@ const { values: opt } = parseArgs({
   },
 });
 
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-const tmp = mkdtempSync(path.join(os.tmpdir(), "sensorcast-perf-"));
-const [http, mqtt, grpc] = [await freePort(), await freePort(), await freePort()];
-const server = spawn(
-  BIN,
-  ["run", "--http-addr", `127.0.0.1:${http}`, "--mqtt-addr", `127.0.0.1:${mqtt}`, "--grpc-addr", `127.0.0.1:${grpc}`,
-    "--data-dir", path.join(tmp, "data"), "--drain-period", "1s",
-    "--devices", opt.devices, "--ws-devices", opt["ws-devices"], "--interval", opt.interval],
-  { stdio: ["ignore", "ignore", "pipe"] },
-);
+const server = await Server.start({ interval: opt.interval, args: ["--devices", opt.devices, "--ws-devices", opt["ws-devices"]] });
 let browser;
 try {
-  const base = `http://127.0.0.1:${http}`;
-  for (let i = 0; ; i++) {
-    if (i > 150) throw new Error("the server was not ready within 30 s");
-    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const token = execFileSync(BIN, ["token", "--sub", "perf", "--commands", "device:*"], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+  const base = server.httpUrl;
+  const token = await mintToken("--sub", "perf", "--commands", "device:*");
   const fleet = Number(opt.devices) + Number(opt["ws-devices"]);
   // Wait for most of the fleet: a few simulated devices may still be connecting.
   const enough = Math.floor(fleet * 0.95);
@@ -134,8 +104,5 @@ try {
   console.log(JSON.stringify({ devices: fleet, interval: opt.interval, mode: opt.mode, seconds: Number(opt.seconds), loadToAllDevicesMs: loadMs, ...result }));
 } finally {
   await browser?.close();
-  server.kill("SIGTERM");
-  const exited = await Promise.race([new Promise((r) => server.once("exit", () => r(true))), new Promise((r) => setTimeout(() => r(false), 10_000))]);
-  if (!exited) server.kill("SIGKILL");
-  rmSync(tmp, { recursive: true, force: true });
+  await server.dispose();
 }
