@@ -65,6 +65,7 @@ type Service struct {
 	commands  *command.Dispatcher
 	tracer    trace.Tracer // device messages into ingest
 	tracker   *presence.Tracker
+	watcher   *presence.Watcher
 	catalog   session.Catalog
 	directory devicesapi.Directory // nil without a registry
 	metrics   *session.Metrics
@@ -171,6 +172,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		backend = presence.NewRedis(deps.Redis)
 	}
 	s.tracker = presence.NewTracker(cfg.PodName, backend, cfg.PresenceLease, s.podStats, deps.Logger)
+	s.tracker.OnMembersMoved(presence.Announce(deps.NATS[0], deps.Logger))
+	s.watcher = presence.NewWatcher(deps.NATS[0], s.tracker, deps.Logger)
+	// A dead pod's members leave when its lease lapses: look twice a lease.
+	s.watcher.Refresh = cfg.PresenceLease / 2
 	s.sessionsCtx, s.cancelSessions = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -246,6 +251,7 @@ func (s *Service) Run(ctx context.Context, ln net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { s.tracker.Run(trackerCtx); return nil })
+	g.Go(func() error { s.watcher.Run(gctx); return nil })
 	g.Go(func() error { s.verifier.Run(gctx); return nil })
 	g.Go(func() error { s.shedLoop(gctx); return nil })
 	g.Go(func() error {
@@ -330,6 +336,7 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	sess := session.New(nuid.Next(), conn, claims, s.cfg.Session, session.Deps{
 		Rooms:    s.hub,
 		Presence: s.tracker,
+		Watcher:  s.watcher,
 		Commands: s.commands,
 		Catalog:  s.catalog,
 		Metrics:  s.metrics,

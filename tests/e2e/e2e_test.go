@@ -25,6 +25,9 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("presence counts members across both edges", func(t *testing.T) {
 		testPresence(t, e)
 	})
+	t.Run("a client that asked for a room's presence is told who joins and leaves it on any edge", func(t *testing.T) {
+		testPresenceChanges(t, e)
+	})
 	t.Run("a SIGKILLed edge drops out of presence within its lease", func(t *testing.T) {
 		testKilledEdgePresence(t, e)
 	})

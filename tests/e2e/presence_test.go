@@ -69,6 +69,54 @@ func testKilledEdgePresence(t *testing.T, e *env) {
 	doomed.Kill()
 	// The lease may have been renewed just before the kill; allow a lease
 	// and a half plus the time a busy machine needs.
-	took := waitPresence(t, watcher, room, map[string]int{"wes": 1}, 8*time.Second)
-	t.Logf("the killed edge's user left presence %s after SIGKILL (lease %s)", took.Round(10*time.Millisecond), presenceLease)
+	start := time.Now()
+	// wes asked for the room's presence: he is told, without asking again.
+	awaitPresenceChange(t, watcher, "presence_leave", room, "kim", 8*time.Second)
+	t.Logf("the killed edge's user left presence %s after SIGKILL (lease %s)", time.Since(start).Round(10*time.Millisecond), presenceLease)
+	waitPresence(t, watcher, room, map[string]int{"wes": 1}, time.Second)
+}
+
+// presenceChange is the payload of presence_join and presence_leave.
+type presenceChange struct {
+	Room   string `json:"room"`
+	UserID string `json:"user_id"`
+}
+
+// awaitPresenceChange waits for c to be told that user joined or left room.
+func awaitPresenceChange(t testing.TB, c *harness.Client, kind, room, user string, timeout time.Duration) {
+	t.Helper()
+	_, err := c.Await(timeout, func(m harness.Message) bool {
+		if m.Type != kind {
+			return false
+		}
+		var p presenceChange
+		m.Decode(t, &p)
+		return p.Room == room && p.UserID == user
+	})
+	if err != nil {
+		t.Fatalf("%s was not told %s %s %s: %v", c.Name, kind, user, room, err)
+	}
+}
+
+func testPresenceChanges(t *testing.T, e *env) {
+	const room = "device:presence-changes"
+	watcher := dial(t, e.edgeA, "wanda")
+	watcher.MustSubscribe(t, room)
+	quiet := dial(t, e.edgeA, "quentin") // in the room, never asks for presence
+	quiet.MustSubscribe(t, room)
+	waitPresence(t, watcher, room, map[string]int{"wanda": 1, "quentin": 1}, presenceTimeout)
+
+	// A user joining on the other edge, then leaving it, is announced.
+	olga := dial(t, e.edgeB, "olga")
+	olga.MustSubscribe(t, room)
+	awaitPresenceChange(t, watcher, "presence_join", room, "olga", presenceTimeout)
+	olga.Close()
+	awaitPresenceChange(t, watcher, "presence_leave", room, "olga", presenceTimeout)
+
+	// Only to clients that asked for the room's presence.
+	if m, err := quiet.Await(300*time.Millisecond, func(m harness.Message) bool {
+		return m.Type == "presence_join" || m.Type == "presence_leave"
+	}); err == nil {
+		t.Errorf("a client that never asked for presence was told %s", m)
+	}
 }

@@ -87,6 +87,17 @@ func roomTokens(room string) string {
 	return kind + "." + id
 }
 
+// Edge pods say on PresenceSubject(room) that a room's members may have
+// changed (a user's first connection to the room on that pod came or its
+// last went), so that pods whose clients watch the room's presence read
+// it again. The message has no body: presence itself lives in Redis.
+const PresenceSubjectPrefix = "sensorcast.presence."
+
+// PresenceSubject is where changes of a room's members are announced.
+func PresenceSubject(room string) string {
+	return PresenceSubjectPrefix + roomTokens(room)
+}
+
 // NATS headers on every envelope message.
 const (
 	// HeaderTraceparent and HeaderTracestate carry W3C trace context.

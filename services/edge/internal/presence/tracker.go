@@ -74,6 +74,11 @@ type Tracker struct {
 	mu     sync.Mutex
 	counts map[roomUser]int
 	dirty  map[roomUser]struct{}
+	// moved holds the rooms where a user's first connection on this pod
+	// came or its last went since the last flush: their members may have
+	// changed, which onMoved announces once the flush is applied.
+	moved   map[string]struct{}
+	onMoved func(rooms []string)
 
 	// flushMu orders flushes so an older snapshot never overwrites a newer one.
 	flushMu sync.Mutex
@@ -94,9 +99,16 @@ func NewTracker(pod string, backend Backend, lease time.Duration, stats func() P
 		logger:     logger,
 		counts:     map[roomUser]int{},
 		dirty:      map[roomUser]struct{}{},
+		moved:      map[string]struct{}{},
 		sheds:      make(chan Shed, 1),
 	}
 }
+
+// OnMembersMoved sets fn to be told, after the shared backend has them,
+// the rooms whose members may have changed because of this pod: a user's
+// first connection to the room here came, or its last went (and, at the
+// end, every room of the pod). Set it before Run; fn must not block.
+func (t *Tracker) OnMembersMoved(fn func(rooms []string)) { t.onMoved = fn }
 
 // Sheds delivers the operator's shed requests, which come with heartbeats.
 func (t *Tracker) Sheds() <-chan Shed { return t.sheds }
@@ -115,6 +127,9 @@ func (t *Tracker) add(room, user string, delta int) {
 		delete(t.counts, k)
 	} else {
 		t.counts[k] = n
+	}
+	if n <= 0 || n == 1 && delta > 0 {
+		t.moved[room] = struct{}{}
 	}
 	t.dirty[k] = struct{}{}
 	t.mu.Unlock()
@@ -206,6 +221,11 @@ func (t *Tracker) flush(ctx context.Context) error {
 		changes = append(changes, Change{Room: k.room, User: k.user, Connections: t.counts[k]})
 	}
 	clear(t.dirty)
+	moved := make([]string, 0, len(t.moved))
+	for room := range t.moved {
+		moved = append(moved, room)
+	}
+	clear(t.moved)
 	t.mu.Unlock()
 
 	if err := t.backend.Apply(ctx, t.pod, changes); err != nil {
@@ -214,8 +234,14 @@ func (t *Tracker) flush(ctx context.Context) error {
 		for _, c := range changes {
 			t.dirty[roomUser{c.Room, c.User}] = struct{}{}
 		}
+		for _, room := range moved {
+			t.moved[room] = struct{}{}
+		}
 		t.mu.Unlock()
 		return fmt.Errorf("apply presence changes: %w", err)
+	}
+	if len(moved) > 0 && t.onMoved != nil {
+		t.onMoved(moved)
 	}
 	return nil
 }
@@ -243,5 +269,9 @@ func (t *Tracker) forget() {
 	t.mu.Unlock()
 	if err := t.backend.Forget(ctx, t.pod, rooms); err != nil {
 		t.logger.Warn("removing pod presence failed; it expires with the lease", "pod", t.pod, "err", err)
+		return
+	}
+	if len(rooms) > 0 && t.onMoved != nil {
+		t.onMoved(rooms)
 	}
 }

@@ -264,6 +264,10 @@ func (s *Session) unsubscribe(msg wire.ClientMessage) error {
 		s.joined = slices.Delete(s.joined, i, i+1)
 		s.rooms.Leave(name, s)
 		s.presence.Leave(name, s.claims.Subject)
+		if i := slices.Index(s.watching, name); i >= 0 {
+			s.watching = slices.Delete(s.watching, i, i+1)
+			s.watcher.Unwatch(name, s)
+		}
 	}
 	s.send(wire.ReplyFrame(wire.TypeUnsubscribed, msg.RequestID, wire.RoomsPayload{Rooms: append([]string{}, s.joined...)}, time.Now()))
 	return nil
@@ -291,6 +295,13 @@ func (s *Session) presenceOf(msg wire.ClientMessage) error {
 		members = []wire.Member{}
 	}
 	s.send(wire.ReplyFrame(wire.TypePresence, msg.RequestID, wire.PresencePayload{Room: p.Room, Count: len(members), Members: members}, time.Now()))
+	// From this answer on, a client in the room hears who joins and leaves.
+	if s.watcher != nil && slices.Contains(s.joined, p.Room) {
+		s.watcher.Watch(p.Room, s, members)
+		if !slices.Contains(s.watching, p.Room) {
+			s.watching = append(s.watching, p.Room)
+		}
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/edge/internal/command"
 	"github.com/sensorcast/sensorcast/services/edge/internal/hub"
+	"github.com/sensorcast/sensorcast/services/edge/internal/presence"
 	"github.com/sensorcast/sensorcast/services/edge/internal/ratelimit"
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/auth"
@@ -32,6 +33,13 @@ type Presence interface {
 	Join(room, userID string)
 	Leave(room, userID string)
 	Members(ctx context.Context, room string) ([]wire.Member, error)
+}
+
+// PresenceWatcher tells a session when users join or leave a room whose
+// presence it asked for; presence.Watcher implements it.
+type PresenceWatcher interface {
+	Watch(room string, sink presence.Sink, members []wire.Member)
+	Unwatch(room string, sink presence.Sink)
 }
 
 // Catalog says which device and group rooms exist (the registry's devices
@@ -58,6 +66,9 @@ type Deps struct {
 	// Catalog, when set, rejects rooms of devices and groups that do not
 	// exist; nil accepts every well-formed room.
 	Catalog Catalog
+	// Watcher, when set, sends presence_join and presence_leave for rooms a
+	// client is in and asked the presence of.
+	Watcher PresenceWatcher
 	Metrics *Metrics
 	Logger  *slog.Logger
 }
@@ -89,12 +100,14 @@ type Session struct {
 	presence Presence
 	commands Commands
 	catalog  Catalog
+	watcher  PresenceWatcher
 	cfg      Config
 	metrics  *Metrics
 	logger   *slog.Logger
 
 	// Owned by the read loop.
 	joined         []string
+	watching       []string // joined rooms whose presence changes the client gets
 	limiter        ratelimit.Bucket
 	commandLimiter ratelimit.Bucket
 
@@ -129,6 +142,7 @@ func New(id string, conn *websocket.Conn, claims *auth.Claims, cfg Config, deps 
 		presence:       deps.Presence,
 		commands:       deps.Commands,
 		catalog:        deps.Catalog,
+		watcher:        deps.Watcher,
 		cfg:            cfg,
 		metrics:        deps.Metrics,
 		logger:         deps.Logger,
@@ -138,6 +152,19 @@ func New(id string, conn *websocket.Conn, claims *auth.Claims, cfg Config, deps 
 	s.drained = sync.NewCond(&s.mu)
 	return s
 }
+
+// PresenceChanged sends presence_join or presence_leave; the watcher calls
+// it from its own goroutine. Like a room message, it overflows the queue
+// of a client that does not read.
+func (s *Session) PresenceChanged(room, user string, joined bool) {
+	t := wire.TypePresenceLeave
+	if joined {
+		t = wire.TypePresenceJoin
+	}
+	s.Deliver(wire.ReplyFrame(t, "", wire.PresenceChangePayload{Room: room, UserID: user}, time.Now()))
+}
+
+var _ presence.Sink = (*Session)(nil)
 
 // ID is the connection id sent in `connected`.
 func (s *Session) ID() string { return s.id }
@@ -279,6 +306,9 @@ func (s *Session) Run(ctx context.Context) {
 	for _, r := range s.joined {
 		s.rooms.Leave(r, s)
 		s.presence.Leave(r, s.claims.Subject)
+	}
+	for _, r := range s.watching {
+		s.watcher.Unwatch(r, s)
 	}
 	s.mu.Lock()
 	if s.closeReason != "" {

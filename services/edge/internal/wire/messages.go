@@ -21,6 +21,8 @@ const (
 	TypePong          = "pong"
 	TypeError         = "error"
 	TypeCommandResult = "command_result"
+	TypePresenceJoin  = "presence_join"
+	TypePresenceLeave = "presence_leave"
 )
 
 // Error codes of the contract's `error` message.
@@ -158,6 +160,13 @@ type PresencePayload struct {
 	Room    string   `json:"room"`
 	Count   int      `json:"count"`
 	Members []Member `json:"members"`
+}
+
+// PresenceChangePayload is the payload of `presence_join` and
+// `presence_leave`.
+type PresenceChangePayload struct {
+	Room   string `json:"room"`
+	UserID string `json:"user_id"`
 }
 
 // ErrorPayload is the payload of `error`.
