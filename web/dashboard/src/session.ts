@@ -12,7 +12,10 @@ import { TileGrid } from "./grid";
 import { planRooms } from "./rooms";
 import { Store } from "./store";
 
-const PRESENCE_REFRESH_MS = 15_000;
+// The server announces joins and leaves (presence_join / presence_leave) to a
+// client that asked for a room's presence; they are optional in the
+// contract, so the count is also asked for again now and then.
+const PRESENCE_REFRESH_MS = 60_000;
 const SEARCH_DEBOUNCE_MS = 250;
 
 export interface SessionHooks {
@@ -71,7 +74,6 @@ export class Session {
   private lastOpenAt = 0;
   private presenceRoom = "global";
   private presence: Presence | null = null;
-  private presenceTimer: ReturnType<typeof setTimeout> | null = null;
   private notes: string[] = [];
   private plannedRooms: string[] = [];
   private refusal: string | null = null;
@@ -139,7 +141,6 @@ export class Session {
     for (const off of this.offs) off();
     this.offs = [];
     for (const t of this.timers) clearInterval(t);
-    if (this.presenceTimer) clearTimeout(this.presenceTimer);
     if (this.summaryTimer) clearTimeout(this.summaryTimer);
     this.client?.close();
     this.client = null;
@@ -463,9 +464,6 @@ export class Session {
     p.count = p.members.length;
     this.presence = p;
     this.renderPresence();
-    // Then the authoritative numbers.
-    if (this.presenceTimer) clearTimeout(this.presenceTimer);
-    this.presenceTimer = setTimeout(() => void this.refreshPresence(), 500);
   }
 
   private renderPresence(): void {

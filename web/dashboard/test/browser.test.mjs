@@ -135,6 +135,15 @@ test("the dashboard signs in, shows live devices, commands one and survives a se
     await page.waitForFunction(() => Number(document.querySelector("[data-testid=presence-count]")?.getAttribute("data-count")) >= 1, null, { timeout: 20_000 });
     const watching = Number(await page.getAttribute("[data-testid=presence-count]", "data-count"));
     assert.ok(watching >= 1, `presence shows ${watching} watching`);
+    // Another person opens the dashboard: the first page hears of it from the
+    // server (presence_join), long before its own once-a-minute refresh.
+    const presenceCount = () => page.getAttribute("[data-testid=presence-count]", "data-count").then(Number);
+    const other = await context.newPage();
+    await other.goto(`${server.httpUrl}/#token=${await mintToken("--sub", "viewer", "--rooms", "global")}`);
+    await page.waitForFunction((n) => Number(document.querySelector("[data-testid=presence-count]")?.getAttribute("data-count")) === n, watching + 1, { timeout: 10_000 });
+    step(`presence ${watching} -> ${await presenceCount()} when another user opened the dashboard`);
+    await other.close();
+    await page.waitForFunction((n) => Number(document.querySelector("[data-testid=presence-count]")?.getAttribute("data-count")) === n, watching, { timeout: 10_000 });
 
     // 4. Search narrows the list (typing is debounced).
     step("search");
