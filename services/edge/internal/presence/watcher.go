@@ -25,6 +25,9 @@ type MembersReader interface {
 	Members(ctx context.Context, room string) ([]wire.Member, error)
 }
 
+// subscribeWait bounds the wait for NATS to confirm a new subscription.
+const subscribeWait = time.Second
+
 // Watcher tells the sessions of this pod that asked for a room's presence
 // when users join or leave it, on whichever pod. Pods announce on NATS
 // that a room's members may have changed (Tracker.OnMembersMoved, wired to
@@ -139,7 +142,8 @@ func (w *Watcher) Unwatch(room string, sink Sink) {
 }
 
 // subscribe listens to room's announcements, unless the room lost its
-// watchers meanwhile.
+// watchers meanwhile. It waits until NATS has the subscription, then has
+// the room read once more: an announcement made before that is not heard.
 func (w *Watcher) subscribe(room string) {
 	sub, err := w.nc.Subscribe(envelopev1.PresenceSubject(room), func(*nats.Msg) { w.mark(room) })
 	if err != nil {
@@ -147,6 +151,8 @@ func (w *Watcher) subscribe(room string) {
 		w.logger.Warn("presence announcements unavailable for a room", "room", room, "err", err)
 		return
 	}
+	_ = w.nc.FlushTimeout(subscribeWait) // if it times out, the read below still covers the gap
+	w.mark(room)
 	w.mu.Lock()
 	r, ok := w.rooms[room]
 	if ok && r.sub == nil {
