@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	registryv1 "github.com/sensorcast/sensorcast/proto/sensorcast/registry/v1"
@@ -77,11 +76,7 @@ func (s *Service) authenticateDevice(r *http.Request) (string, int, error) {
 		}
 		deviceID = id
 	} else {
-		token := r.URL.Query().Get("token")
-		if h := r.Header.Get("Authorization"); token == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			token = strings.TrimSpace(h[7:])
-		}
-		claims, err := s.verifier.Verify(token)
+		claims, err := s.verifier.Verify(requestToken(r))
 		if err != nil {
 			return "", http.StatusUnauthorized, err
 		}

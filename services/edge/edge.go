@@ -197,7 +197,7 @@ func (s *Service) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
-	devices := s.withCORS(devicesapi.New(s.directory, s.verifier).Handler())
+	devices := s.withCORS(devicesapi.New(s.directory, s.userClaims).Handler())
 	for _, path := range []string{devicesapi.DevicesPath, devicesapi.GroupsPath} {
 		mux.Handle("GET "+path, devices)
 		mux.Handle("OPTIONS "+path, devices) // CORS preflights
@@ -311,16 +311,7 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "server is draining; reconnect", Code: "unavailable"})
 		return
 	}
-	token := r.URL.Query().Get("token")
-	if token == "" {
-		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			token = strings.TrimSpace(h[7:])
-		}
-	}
-	claims, err := s.verifier.Verify(token)
-	if err == nil && claims.Subject == "" {
-		err = errors.New("token has no sub claim") // a device's token
-	}
+	claims, err := s.userClaims(r)
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, apiError{Error: err.Error(), Code: "unauthorized"})
 		return
@@ -353,6 +344,28 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		sess.Run(s.sessionsCtx)
 		s.forget(sess)
 	}()
+}
+
+// requestToken is a request's token: ?token= (browsers cannot set headers
+// on a WebSocket), else an Authorization: Bearer header.
+func requestToken(r *http.Request) string {
+	if token := r.URL.Query().Get("token"); token != "" {
+		return token
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// userClaims verifies the token of a dashboard user's request; a device's
+// token (no sub) is refused.
+func (s *Service) userClaims(r *http.Request) (*auth.Claims, error) {
+	claims, err := s.verifier.Verify(requestToken(r))
+	if err == nil && claims.Subject == "" {
+		err = errors.New("token has no sub claim")
+	}
+	return claims, err
 }
 
 // track registers an upgraded connection for the drain, unless the drain

@@ -7,7 +7,6 @@ package devicesapi
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -36,10 +35,9 @@ type Directory interface {
 	Ready() bool
 }
 
-// Verifier checks a dashboard's token.
-type Verifier interface {
-	Verify(token string) (*auth.Claims, error)
-}
+// Authenticate returns the claims of a dashboard user's request, or why
+// it is refused.
+type Authenticate func(r *http.Request) (*auth.Claims, error)
 
 // Device is a device as the API shows it.
 type Device struct {
@@ -75,13 +73,13 @@ type GroupsResponse struct {
 // API serves the two endpoints. Directory may be nil (an edge without a
 // registry): both then answer 503.
 type API struct {
-	dir      Directory
-	verifier Verifier
+	dir          Directory
+	authenticate Authenticate
 }
 
-// New returns the API over dir; tokens are checked by verifier.
-func New(dir Directory, verifier Verifier) *API {
-	return &API{dir: dir, verifier: verifier}
+// New returns the API over dir; requests are checked by authenticate.
+func New(dir Directory, authenticate Authenticate) *API {
+	return &API{dir: dir, authenticate: authenticate}
 }
 
 // Handler serves the API's two paths (other methods get 405).
@@ -160,17 +158,10 @@ func (a *API) serveGroups(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// authorize checks the token (Authorization: Bearer, or ?token= as on the
-// WebSocket) and that there is a loaded registry to answer from.
+// authorize checks the request's token and that there is a loaded
+// registry to answer from.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request) (*auth.Claims, bool) {
-	token := r.URL.Query().Get("token")
-	if h := r.Header.Get("Authorization"); token == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		token = strings.TrimSpace(h[7:])
-	}
-	claims, err := a.verifier.Verify(token)
-	if err == nil && claims.Subject == "" {
-		err = errors.New("token has no sub claim") // a device's token
-	}
+	claims, err := a.authenticate(r)
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 		return nil, false

@@ -5,17 +5,18 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sensorcast/sensorcast/services/internal/auth"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
 )
 
-// tokens is a verifier that knows tokens by name.
+// tokens authenticates bearer tokens that it knows by name.
 type tokens map[string]*auth.Claims
 
-func (v tokens) Verify(token string) (*auth.Claims, error) {
-	if c, ok := v[token]; ok {
+func (v tokens) authenticate(r *http.Request) (*auth.Claims, error) {
+	if c, ok := v[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]; ok {
 		return c, nil
 	}
 	return nil, errors.New("unauthorized: bad token")
@@ -64,8 +65,8 @@ func TestTheAPIAnswersWithoutARegistryWithAClearError(t *testing.T) {
 		name string
 		api  *API
 	}{
-		{"an edge without a registry", New(nil, v)},
-		{"a registry not loaded yet", New(&directory{ready: false}, v)},
+		{"an edge without a registry", New(nil, v.authenticate)},
+		{"a registry not loaded yet", New(&directory{ready: false}, v.authenticate)},
 	} {
 		for _, path := range []string{DevicesPath, GroupsPath} {
 			status, body := serve(t, tc.api, path, "alice")
@@ -78,7 +79,7 @@ func TestTheAPIAnswersWithoutARegistryWithAClearError(t *testing.T) {
 
 func TestTheLastPageHasNoNext(t *testing.T) {
 	dir := &directory{ready: true, devices: []devicecache.Device{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}}
-	api := New(dir, tokens{"bob": {Subject: "bob", Rooms: []string{"device:*"}}})
+	api := New(dir, tokens{"bob": {Subject: "bob", Rooms: []string{"device:*"}}}.authenticate)
 	for _, tc := range []struct{ path, next string }{
 		{DevicesPath + "?limit=2", "b"},
 		{DevicesPath + "?limit=2&after=b", ""}, // full, but nothing follows
