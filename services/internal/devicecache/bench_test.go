@@ -39,10 +39,11 @@ func BenchmarkDevicesSearch100k(b *testing.B) {
 		id := fmt.Sprintf("device-%06d", i)
 		c.devices[id] = fromProto(&registryv1.Device{Id: id, DisplayName: fmt.Sprintf("Sensor %d", i), Enabled: true, Groups: []string{fmt.Sprintf("g%d", i%100)}, Version: 1})
 	}
-	match := func(d Device) bool { return d.Mentions("sensor 4") }
+	all := func(Device) bool { return true }
+	c.Devices("", 1, "", all) // the listing is built once, at the first request
 	b.ReportAllocs()
 	for b.Loop() {
-		if page, total := c.Devices("", 200, match); len(page) != 200 || total != 11111 {
+		if page, total := c.Devices("", 200, "Sensor 4", all); len(page) != 200 || total != 11111 {
 			b.Fatalf("%d of %d", len(page), total)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -40,14 +39,7 @@ type Device struct {
 	Enabled bool
 	Groups  []string // sorted; shared, do not modify
 	Version int64
-
-	// search is the lower-case id and name, for Mentions.
-	search string
 }
-
-// Mentions reports whether the device's id or name contains query, which
-// must be lower case; case is ignored.
-func (d Device) Mentions(query string) bool { return strings.Contains(d.search, query) }
 
 // Group is what the cache keeps of a group.
 type Group struct {
@@ -95,11 +87,12 @@ type Cache struct {
 	groups  map[string]Group // Members is filled in on the way out
 	// members indexes devices by group, for "latest state of a group".
 	members map[string]map[string]struct{}
-	// sorted holds every device in id order, for paging through them; nil
+	// listing holds every device in id order, for paging through them; nil
 	// when a device changed since it was built (it is rebuilt on the next
-	// read). It is replaced, never modified, so a reader keeps it unlocked.
-	sorted []Device
-	rules  map[string]Rule
+	// read, so ingest, which never lists, never builds it). It is replaced,
+	// never modified, so a reader keeps it unlocked.
+	listing []listed
+	rules   map[string]Rule
 	// targets indexes enabled rules by their target room.
 	targets map[string]map[string]struct{}
 
@@ -187,17 +180,28 @@ func firstIDs[V any](m map[string]V, limit int) []string {
 	return ids
 }
 
+// listed is a device in the listing, with what a search looks at.
+type listed struct {
+	Device
+	search string // lower-case id and name
+}
+
 // Devices pages through the devices that match, in id order: up to limit
-// of those whose id sorts after after, and how many match in all. It reads
-// a snapshot, without holding the cache's lock.
-func (c *Cache) Devices(after string, limit int, match func(Device) bool) (page []Device, total int) {
-	for _, d := range c.sortedDevices() {
-		if !match(d) {
+// of those whose id sorts after after, and how many match in all. A device
+// matches when its id or name contains search (in any case; "" matches
+// all) and match accepts it. It reads a snapshot, without holding the
+// cache's lock.
+func (c *Cache) Devices(after string, limit int, search string, match func(Device) bool) (page []Device, total int) {
+	search = strings.ToLower(search)
+	listing := c.sortedDevices()
+	for i := range listing {
+		d := &listing[i] // not a copy of each device: this loop reads them all
+		if !strings.Contains(d.search, search) || !match(d.Device) {
 			continue
 		}
 		total++
 		if d.ID > after && len(page) < limit {
-			page = append(page, d)
+			page = append(page, d.Device)
 		}
 	}
 	return page, total
@@ -205,19 +209,23 @@ func (c *Cache) Devices(after string, limit int, match func(Device) bool) (page 
 
 // sortedDevices returns every device in id order, rebuilding the snapshot
 // after a change.
-func (c *Cache) sortedDevices() []Device {
+func (c *Cache) sortedDevices() []listed {
 	c.mu.RLock()
-	sorted := c.sorted
+	listing := c.listing
 	c.mu.RUnlock()
-	if sorted != nil {
-		return sorted
+	if listing != nil {
+		return listing
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sorted == nil {
-		c.sorted = slices.SortedFunc(maps.Values(c.devices), func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	if c.listing == nil {
+		c.listing = make([]listed, 0, len(c.devices))
+		for _, d := range c.devices {
+			c.listing = append(c.listing, listed{Device: d, search: strings.ToLower(d.ID + "\n" + d.Name)})
+		}
+		slices.SortFunc(c.listing, func(a, b listed) int { return strings.Compare(a.ID, b.ID) })
 	}
-	return c.sorted
+	return c.listing
 }
 
 // Groups returns every group, in id order, with its member count.
@@ -356,7 +364,7 @@ func (c *Cache) load(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.devices, c.groups, c.members = devices, groups, members
-	c.sorted = nil
+	c.listing = nil
 	c.rules, c.targets = rules, targets
 	c.mu.Unlock()
 	return nil
@@ -410,13 +418,13 @@ func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
 				unindexGroups(c.members, id, cur.Groups)
 				indexGroups(c.members, id, d.Groups)
 				c.devices[id] = d
-				c.sorted = nil
+				c.listing = nil
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED:
 			if cur, ok := c.devices[id]; ok && cur.Version <= v {
 				unindexGroups(c.members, id, cur.Groups)
 				delete(c.devices, id)
-				c.sorted = nil
+				c.listing = nil
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_GROUP_CREATED, registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED:
 			if cur, ok := c.groups[id]; !ok || cur.Version < v {
@@ -469,7 +477,6 @@ func fromProto(d *registryv1.Device) Device {
 	return Device{
 		ID: d.GetId(), Name: d.GetDisplayName(), Type: d.GetType(), Labels: d.GetLabels(),
 		Enabled: d.GetEnabled(), Groups: d.GetGroups(), Version: d.GetVersion(),
-		search: strings.ToLower(d.GetId() + "\n" + d.GetDisplayName()),
 	}
 }
 

@@ -301,18 +301,24 @@ func TestDevicesPageInIDOrderAndFollowChanges(t *testing.T) {
 		return strings.Join(out, ",")
 	}
 
-	page, total := c.Devices("", 2, all)
+	page, total := c.Devices("", 2, "", all)
 	if ids(page) != "a,b" || total != 4 {
 		t.Errorf("first page = %s of %d, want a,b of 4", ids(page), total)
 	}
 	if page[0].Name != "Boiler A" || page[0].Labels["site"] != "x" {
 		t.Errorf("device a = %+v, want its name and labels", page[0])
 	}
-	if page, _ = c.Devices("b", 2, all); ids(page) != "c,d" {
+	if page, _ = c.Devices("b", 2, "", all); ids(page) != "c,d" {
 		t.Errorf("page after b = %s, want c,d", ids(page))
 	}
+	if page, total = c.Devices("", 10, "BOILER", all); ids(page) != "a" || total != 1 {
+		t.Errorf("a search by name in another case = %s of %d, want a", ids(page), total)
+	}
+	if page, _ = c.Devices("", 10, "c", all); ids(page) != "c" {
+		t.Errorf("a search by id = %s, want c", ids(page))
+	}
 	inG1 := func(d Device) bool { return slices.Contains(d.Groups, "g1") }
-	if page, total = c.Devices("", 10, inG1); ids(page) != "a,c" || total != 2 {
+	if page, total = c.Devices("", 10, "", inG1); ids(page) != "a,c" || total != 2 {
 		t.Errorf("g1 = %s of %d, want a,c of 2", ids(page), total)
 	}
 	if got := fmt.Sprint(c.Groups()); got != "[{g1 First 2 1} {g2 Second 1 1}]" {
@@ -325,7 +331,7 @@ func TestDevicesPageInIDOrderAndFollowChanges(t *testing.T) {
 	f.feed <- &registryv1.Change{Sequence: 4, Kind: registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED, Id: "g2", Version: 2,
 		Snapshot: &registryv1.Change_Group{Group: &registryv1.Group{Id: "g2", DisplayName: "Renamed", Version: 2}}}
 	eventually(t, "changes applied", func() bool {
-		page, _ := c.Devices("", 10, all)
+		page, _ := c.Devices("", 10, "", all)
 		return ids(page) == "a,aa,c,d"
 	})
 	if got := fmt.Sprint(c.Groups()); got != "[{g1 First 2 1} {g2 Renamed 0 2}]" {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/sensorcast/sensorcast/services/internal/auth"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
@@ -30,7 +29,7 @@ const (
 
 // Directory is the edge's copy of the registry; devicecache.Cache is one.
 type Directory interface {
-	Devices(after string, limit int, match func(devicecache.Device) bool) ([]devicecache.Device, int)
+	Devices(after string, limit int, search string, match func(devicecache.Device) bool) ([]devicecache.Device, int)
 	Groups() []devicecache.Group
 	Ready() bool
 }
@@ -108,20 +107,16 @@ func (a *API) serveDevices(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	search := strings.ToLower(query.Get("q"))
 	group := query.Get("group")
 	all := claims.MayJoin("global")
 	match := func(d devicecache.Device) bool {
 		if group != "" && !slices.Contains(d.Groups, group) {
 			return false
 		}
-		if search != "" && !d.Mentions(search) {
-			return false
-		}
 		return all || mayWatch(claims, d)
 	}
 	// One more than the page, to know whether another page follows.
-	page, total := a.dir.Devices(query.Get("after"), limit+1, match)
+	page, total := a.dir.Devices(query.Get("after"), limit+1, query.Get("q"), match)
 	resp := DevicesResponse{Devices: make([]Device, 0, min(len(page), limit)), Total: total}
 	if len(page) > limit {
 		page = page[:limit]

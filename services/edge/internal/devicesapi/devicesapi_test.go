@@ -28,7 +28,7 @@ type directory struct {
 	devices []devicecache.Device
 }
 
-func (d *directory) Devices(after string, limit int, match func(devicecache.Device) bool) (page []devicecache.Device, total int) {
+func (d *directory) Devices(after string, limit int, _ string, match func(devicecache.Device) bool) (page []devicecache.Device, total int) {
 	for _, dev := range d.devices {
 		if match(dev) {
 			total++
