@@ -142,7 +142,7 @@ func TestAlertsFireOnceAcrossTwoIngestReplicas(t *testing.T) {
 		t.Helper()
 		counts := make([]float64, len(ingests))
 		for i, in := range ingests {
-			counts[i] = metric(t, in.AdminURL, `sensorcast_ingest_messages_total{kind="telemetry"}`)
+			counts[i] = harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_messages_total", "kind", "telemetry")
 		}
 		return counts
 	}
@@ -264,9 +264,9 @@ func TestAlertsFireOnceAcrossTwoIngestReplicas(t *testing.T) {
 		[]float64{after[0] - before[0], after[1] - before[1]}, before, after, markers)
 	for _, in := range ingests {
 		t.Logf("%s: alerts stored firing=%g resolved=%g, evaluation errors=%g", in.Name,
-			metric(t, in.AdminURL, `sensorcast_ingest_alerts_total{state="firing"}`),
-			metric(t, in.AdminURL, `sensorcast_ingest_alerts_total{state="resolved"}`),
-			metric(t, in.AdminURL, `sensorcast_ingest_alert_errors_total`))
+			harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_alerts_total", "state", "firing"),
+			harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_alerts_total", "state", "resolved"),
+			harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_alert_errors_total"))
 	}
 	t.Logf("alerts received (%d):%s", len(got), dumpAlerts(got))
 

@@ -282,7 +282,7 @@ func TestCommandsReachDevicesAcrossReplicas(t *testing.T) {
 		expectNoMoreResults(t, alice, id)
 		acks := 0.0
 		for _, in := range ingests {
-			acks += metric(t, in.AdminURL, `sensorcast_ingest_command_acks_total{status="succeeded"}`)
+			acks += harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_command_acks_total", "status", "succeeded")
 		}
 		// Every blink so far: warm-up (at least one), four, and the one
 		// that waited for the device; not the expired one.
@@ -297,8 +297,8 @@ func commandsAnswered(t *testing.T, ingests []*harness.Ingest) float64 {
 	t.Helper()
 	n := 0.0
 	for _, in := range ingests {
-		n += metric(t, in.AdminURL, `sensorcast_ingest_commands_total{outcome="accepted"}`)
-		n += metric(t, in.AdminURL, `sensorcast_ingest_commands_total{outcome="rejected"}`)
+		m := harness.Scrape(t, in.AdminURL+"/metrics")
+		n += m.Value("sensorcast_ingest_commands_total", "outcome", "accepted") + m.Value("sensorcast_ingest_commands_total", "outcome", "rejected")
 	}
 	return n
 }

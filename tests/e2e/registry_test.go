@@ -5,11 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -86,7 +82,7 @@ func TestTheRegistryDrivesAdmissionAndGroupRooms(t *testing.T) {
 		// through while d1 still does.
 		harness.Eventually(t, 5*time.Second, func() error {
 			publish("d2")
-			if n := metric(t, ingest.AdminURL, `sensorcast_ingest_rejected_total{reason="disabled_device"}`); n < 1 {
+			if n := harness.Scrape(t, ingest.AdminURL+"/metrics").Value("sensorcast_ingest_rejected_total", "reason", "disabled_device"); n < 1 {
 				return errors.New("ingest has not refused d2 yet")
 			}
 			return nil
@@ -106,7 +102,7 @@ func TestTheRegistryDrivesAdmissionAndGroupRooms(t *testing.T) {
 	t.Run("an unknown device is counted and dropped", func(t *testing.T) {
 		publish("stranger")
 		harness.Eventually(t, 5*time.Second, func() error {
-			if metric(t, ingest.AdminURL, `sensorcast_ingest_rejected_total{reason="unknown_device"}`) < 1 {
+			if harness.Scrape(t, ingest.AdminURL+"/metrics").Value("sensorcast_ingest_rejected_total", "reason", "unknown_device") < 1 {
 				return errors.New("not counted yet")
 			}
 			return nil
@@ -142,30 +138,4 @@ func withSettings(base, more harness.Settings) harness.Settings {
 	out := maps.Clone(base)
 	maps.Copy(out, more)
 	return out
-}
-
-// metric reads one series' value from a /metrics page (0 when absent).
-func metric(t *testing.T, baseURL, series string) float64 {
-	t.Helper()
-	// No keep-alive: no idle connection may outlive the test (leak check).
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get(baseURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return v
-		}
-	}
-	return 0
 }
