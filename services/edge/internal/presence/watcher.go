@@ -98,10 +98,7 @@ func (w *Watcher) Watch(room string, sink Sink, members []wire.Member) {
 		r = &watchedRoom{sinks: map[Sink]struct{}{}, users: map[string]struct{}{}}
 		w.rooms[room] = r
 	}
-	users := make(map[string]struct{}, len(members))
-	for _, m := range members {
-		users[m.UserID] = struct{}{}
-	}
+	users := userSet(members)
 	changes := diff(r.users, users)
 	others := make([]Sink, 0, len(r.sinks))
 	for s := range r.sinks {
@@ -236,10 +233,7 @@ func (w *Watcher) read(ctx context.Context, room string) {
 		}
 		return // Refresh tries again
 	}
-	users := make(map[string]struct{}, len(members))
-	for _, m := range members {
-		users[m.UserID] = struct{}{}
-	}
+	users := userSet(members)
 	w.mu.Lock()
 	r, ok = w.rooms[room]
 	if !ok || r.version != version {
@@ -265,6 +259,14 @@ func (w *Watcher) close() {
 			_ = r.sub.Unsubscribe()
 		}
 	}
+}
+
+func userSet(members []wire.Member) map[string]struct{} {
+	users := make(map[string]struct{}, len(members))
+	for _, m := range members {
+		users[m.UserID] = struct{}{}
+	}
+	return users
 }
 
 type change struct {
