@@ -178,8 +178,13 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 			return err
 		}
 		// Start the devices once the cache has seen them, so their first
-		// readings are not refused as unknown.
-		for _, ok := cache.Lookup(demoDevice); !ok && gctx.Err() == nil; _, ok = cache.Lookup(demoDevice) {
+		// readings are not refused as unknown, and once ingest holds its
+		// subscriptions: a broker does not hand retained messages to a new
+		// shared subscription, so a device's first status would be lost.
+		for gctx.Err() == nil {
+			if _, known := cache.Lookup(demoDevice); known && ingestSvc.Ready() == nil {
+				break
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		if sim.Devices == 0 && sim.WebSocketDevices == 0 {
