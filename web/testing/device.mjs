@@ -1,4 +1,4 @@
-// A device for the integration tests: it speaks the device WebSocket
+// A device for the SDK's and the dashboard's tests: it speaks the device WebSocket
 // (docs/protocol.md section 4) and publishes readings (numbered ones in
 // the tests: {"fields": {"n": N}}) strictly in order, none lost: each reading is
 // followed by a ping, whose pong says the reading was settled (the edge
@@ -6,8 +6,9 @@
 // `error` is sent again before the next one. Readings published while the
 // device is offline are queued and sent, in order, once it is back.
 
-import { mintToken } from "../../testing/server.mjs";
-import { sleep } from "./wait.mjs";
+import { mintToken } from "./server.mjs";
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class TestDevice {
   constructor(url, deviceId) {

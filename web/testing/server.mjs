@@ -48,10 +48,13 @@ export function freePort() {
 }
 
 /** Mints a token: `sensorcast token ARGS`. */
-export function mintToken(...args) {
+export const mintToken = (...args) => runBinary(["token", ...args]);
+
+/** Runs `sensorcast ARGS` with the environment the server's tests use, extra variables added. */
+function runBinary(args, env = {}) {
   return new Promise((resolve, reject) => {
-    execFile(sensorcastBin(), ["token", ...args], { env: cleanEnv(), timeout: 10_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`sensorcast token ${args.join(" ")}: ${err.message}\n${stderr}`));
+    execFile(sensorcastBin(), args, { env: { ...cleanEnv(), ...env }, timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`sensorcast ${args.join(" ")}: ${err.message}\n${stderr}`));
       else resolve(stdout.trim());
     });
   });
@@ -113,6 +116,15 @@ export class Server {
   /** The dashboard WebSocket URL. */
   get wsUrl() {
     return `ws://127.0.0.1:${this.ports.http}/api/v1/ws`;
+  }
+
+  /**
+   * Runs a command line of the binary against this server's registry, e.g.
+   * cli("devices", "update", "my-esp32", "--group", "simulated"), with the
+   * admin token the development secret gives.
+   */
+  cli(...args) {
+    return runBinary(args, { SENSORCAST_REGISTRY_URL: `127.0.0.1:${this.ports.grpc}` });
   }
 
   get deviceWsUrl() {

@@ -4,19 +4,20 @@
 // build that embeds this dashboard), opens http://127.0.0.1:<port>/#token=...
 // in Debian's Chromium (CHROMIUM_BIN, default /usr/bin/chromium) through
 // playwright-core, and checks what a person would: sign-in, live tiles,
-// search and group filter, a command, presence, and the connection indicator
-// across a server restart. Screenshots of every step go to ARTIFACTS_DIR
-// (default: the repository's bin/artifacts/dashboard).
+// search and group filter, a command, presence, the alert feed, and the
+// connection indicator across a server restart. Screenshots of every step go
+// to ARTIFACTS_DIR (default: the repository's bin/artifacts/dashboard).
 //
 // A missing server binary or browser is a failure, never a skip.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { TestDevice } from "../../testing/device.mjs";
 import { mintToken, sensorcastBin, Server } from "../../testing/server.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -36,9 +37,14 @@ test("the dashboard signs in, shows live devices, commands one and survives a se
   }
 
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
+  // This run's screenshots and logs only: drop an earlier run's.
+  for (const f of readdirSync(ARTIFACTS_DIR)) {
+    if (/^(\d\d-.+\.png|server-\d+\.log)$/.test(f)) rmSync(path.join(ARTIFACTS_DIR, f));
+  }
   const started = Date.now();
   const tmp = await mkdtemp(path.join(os.tmpdir(), "sensorcast-dashboard-test-"));
   let server = null;
+  let door = null;
   let context = null;
   let page = null;
   let shot = 0;
@@ -53,6 +59,7 @@ test("the dashboard signs in, shows live devices, commands one and survives a se
   const pageErrors = [];
 
   t.after(async () => {
+    door?.close();
     await context?.close().catch(() => {});
     await server?.dispose();
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
@@ -116,6 +123,13 @@ test("the dashboard signs in, shows live devices, commands one and survives a se
     assert.equal((await page.textContent("[data-testid=user-sub]"))?.trim(), "dev", "the header shows the token's user");
     assert.match((await page.textContent("[data-testid=token-expiry]")) ?? "", /expires in/);
     await screenshot("signed-in");
+
+    // For the alert feed later: my-esp32 joins the group of the demo rule
+    // "door left open" (door_open = 1 held for 10 s) and leaves its door open.
+    await server.cli("devices", "update", "my-esp32", "--group", "simulated");
+    door = await TestDevice.connect(server, "my-esp32");
+    const doorOpen = setInterval(() => door.publish({ door_open: true }), 1000);
+    t.after(() => clearInterval(doorOpen));
 
     // 2. Tiles appear with live values.
     step("device tiles");
@@ -211,7 +225,18 @@ test("the dashboard signs in, shows live devices, commands one and survives a se
     await page.keyboard.press("Escape");
     await page.waitForSelector("[data-testid=device-detail]", { state: "hidden", timeout: 5_000 });
 
-    // 7. The server goes away: the indicator leaves "open" and counts down to the next attempt.
+    // 7. The alert feed: my-esp32's door has been open for more than 10 s.
+    step("alert feed");
+    const alertItem = (state) => `[data-testid=alert-item][data-device-id="my-esp32"][data-state=${state}]`;
+    await page.waitForSelector(alertItem("firing"), { timeout: 30_000 });
+    assert.match((await page.textContent(alertItem("firing"))) ?? "", /door left open/);
+    clearInterval(doorOpen);
+    door.publish({ door_open: false });
+    await page.waitForSelector(alertItem("resolved"), { timeout: 15_000 });
+    await screenshot("alerts");
+    door.close();
+
+    // 8. The server goes away: the indicator leaves "open" and counts down to the next attempt.
     step("SIGTERM the server");
     const lastTemp = await temperature("sim-001");
     await server.stop();
@@ -229,7 +254,7 @@ test("the dashboard signs in, shows live devices, commands one and survives a se
     await screenshot("reconnecting");
     assert.notEqual(await connState(), "open");
 
-    // 8. Back on the same ports and data dir: open again, and values move again.
+    // 9. Back on the same ports and data dir: open again, and values move again.
     step("restart the server");
     await server.start();
     await waitState("open", 45_000);

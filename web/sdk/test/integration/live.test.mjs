@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { SensorcastClient } from "../../dist/index.js";
-import { TestDevice } from "../../testing/device.mjs";
+import { TestDevice } from "../../../testing/device.mjs";
 import { TcpProxy } from "../../testing/proxy.mjs";
 import { aliceToken, mintToken, Server } from "../../../testing/server.mjs";
 import { nextEvent, sleep, waitFor } from "../../testing/wait.mjs";

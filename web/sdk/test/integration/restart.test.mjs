@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import { SensorcastClient } from "../../dist/index.js";
-import { TestDevice } from "../../testing/device.mjs";
+import { TestDevice } from "../../../testing/device.mjs";
 import { aliceToken, Server } from "../../../testing/server.mjs";
 import { nextEvent, sleep, waitFor } from "../../testing/wait.mjs";
 
