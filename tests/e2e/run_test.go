@@ -31,11 +31,13 @@ func TestRunKeepsUpWithAThousandDevices(t *testing.T) {
 		}
 		return nil
 	})
-	// And still, a while later.
+	// And still, a while later. This checks that nothing stalls, not a
+	// rate: about 5,000 are sent meanwhile, on a machine busy with other
+	// tests; the deadlock stopped ingest for good.
 	const window = 5 * time.Second
 	before := readings()
 	time.Sleep(window)
-	if got := readings() - before; got < 2500 {
-		t.Fatalf("%v readings stored in %s from 1,000 devices publishing every second, want about 5,000", got, window)
+	if got := readings() - before; got < 1000 {
+		t.Fatalf("%v readings stored in %s from 1,000 devices publishing every second: ingest stalled", got, window)
 	}
 }
