@@ -137,16 +137,21 @@ func (s *Session) subscribe(ctx context.Context, msg wire.ClientMessage) error {
 	reply.Rooms = append([]string{}, s.joined...) // [] rather than null when empty
 	for _, r := range resumes {
 		reply.Rooms = append(reply.Rooms, r.room)
+		// Counted before the reply, so that whoever asks for presence
+		// after seeing `subscribed` sees this connection.
+		s.presence.Join(r.room, s.claims.Subject)
 	}
 	s.send(wire.ReplyFrame(wire.TypeSubscribed, msg.RequestID, reply, time.Now()))
 
 	for i, r := range resumes {
 		if err := s.resume(ctx, r); errors.Is(err, errClosed) {
-			// The session is ending: let go of the rooms still held.
+			// The session is ending: let go of the rooms not joined.
+			s.presence.Leave(r.room, s.claims.Subject)
 			for _, rest := range resumes[i+1:] {
 				if rest.held != nil {
 					rest.held.Release()
 				}
+				s.presence.Leave(rest.room, s.claims.Subject)
 			}
 			return nil
 		}
@@ -170,7 +175,6 @@ func (s *Session) resume(ctx context.Context, r resumption) error {
 	if r.held != nil {
 		r.held.Join(s)
 		s.joined = append(s.joined, r.room)
-		s.presence.Join(r.room, s.claims.Subject)
 		return nil
 	}
 	err := s.rooms.Resume(ctx, r.room, s, r.from)
@@ -183,7 +187,6 @@ func (s *Session) resume(ctx context.Context, r resumption) error {
 		return errClosed
 	}
 	s.joined = append(s.joined, r.room)
-	s.presence.Join(r.room, s.claims.Subject)
 	return nil
 }
 
