@@ -85,6 +85,22 @@ func TestMembersAreCountedAcrossPods(t *testing.T) {
 	})
 }
 
+// A pod's members are written only under its lease: readers drop the
+// members of pods without one as dead, so a join flushed before the pod's
+// first heartbeat would vanish until the next one.
+func TestAJoinBeforeTheFirstHeartbeatIsKept(t *testing.T) {
+	backends(t, func(t *testing.T, newBackend func() Backend, _ bool) {
+		tr := NewTracker("pod-a", newBackend(), time.Minute, func() PodStats { return PodStats{} }, discard)
+		tr.Join("global", "alice") // Run has not started: no heartbeat yet
+		if got := members(t, tr, "global"); len(got) != 1 || got[0].UserID != "alice" {
+			t.Fatalf("members right after the join = %v, want alice", got)
+		}
+		if got := members(t, tr, "global"); len(got) != 1 {
+			t.Errorf("members read again = %v, want alice still", got)
+		}
+	})
+}
+
 func TestACleanStopRemovesThePodAtOnce(t *testing.T) {
 	backends(t, func(t *testing.T, newBackend func() Backend, _ bool) {
 		a, stopA := startTracker(t, "pod-a", newBackend(), time.Minute)

@@ -11,9 +11,11 @@ package presence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
@@ -82,6 +84,10 @@ type Tracker struct {
 
 	// flushMu orders flushes so an older snapshot never overwrites a newer one.
 	flushMu sync.Mutex
+	// leased is set by the first heartbeat that succeeds. Readers treat the
+	// members of a pod without a lease as dead and delete them, so nothing
+	// is written before it.
+	leased atomic.Bool
 
 	// sheds holds the latest shed request not yet taken by the pod; a newer
 	// request replaces an untaken one.
@@ -177,6 +183,7 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		}
 		return
 	}
+	wasLeased := t.leased.Swap(true)
 	if beat.Shed.Connections > 0 && beat.Shed.PerSecond > 0 {
 		t.offerShed(beat.Shed)
 	}
@@ -188,7 +195,7 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		}
 		n := len(t.counts)
 		t.mu.Unlock()
-		if n > 0 {
+		if n > 0 && wasLeased {
 			t.logger.Info("presence lease was lost; rewriting local state", "pod", t.pod, "entries", n)
 		}
 	}
@@ -211,6 +218,13 @@ func (t *Tracker) offerShed(s Shed) {
 func (t *Tracker) flush(ctx context.Context) error {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
+	if !t.leased.Load() {
+		// A read (Members) can come before Run's first heartbeat.
+		t.heartbeat(ctx)
+		if !t.leased.Load() {
+			return errors.New("presence: no lease yet (the heartbeat failed)")
+		}
+	}
 	t.mu.Lock()
 	if len(t.dirty) == 0 {
 		t.mu.Unlock()
