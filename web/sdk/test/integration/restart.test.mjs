@@ -70,7 +70,12 @@ it("(b) resumes without loss across a server restart", { timeout: 60_000 }, asyn
   await device.reconnect();
   publish(21, 30);
   await device.drained();
-  await waitFor(() => got.length >= 30, { timeoutMs: 20_000, what: () => `30 readings, got ${got.map((r) => r.n)}` });
+  await waitFor(() => got.length >= 30, {
+    timeoutMs: 20_000,
+    what: () =>
+      `30 readings, got ${got.map((r) => r.n)}; client ${client.state}, states since the restart ` +
+      `${JSON.stringify(states.slice(-8))}, errors ${JSON.stringify(errors)}; the server's log:\n${server.log()}`,
+  });
   await sleep(500);
 
   assert.deepEqual(got.map((r) => r.n), Array.from({ length: 30 }, (_, i) => i + 1), "every reading once, in order");
