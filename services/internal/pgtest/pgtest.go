@@ -48,6 +48,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sensorcast/sensorcast/services/internal/freeport"
 )
 
 const (
@@ -208,7 +210,7 @@ func (c *cluster) start(bin string, cred *syscall.Credential) error {
 		return fmt.Errorf("%s: %v\n%s", initdb, err, out)
 	}
 
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return err
 	}
@@ -412,13 +414,4 @@ func credential() (*syscall.Credential, error) {
 	}
 	// Groups is empty, so the children drop root's supplementary groups.
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

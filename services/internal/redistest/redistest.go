@@ -6,11 +6,12 @@ import (
 	"context"
 	"net"
 	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sensorcast/sensorcast/services/internal/freeport"
 )
 
 // Server is a running redis-server owned by one test.
@@ -76,10 +77,9 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 }
 
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return addr
 }
