@@ -7,12 +7,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,16 +46,57 @@ func LookBinary(t testing.TB, name string) string {
 	return ""
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment
-// ago.
+// FreeAddr returns a loopback address with a port that no one listens on,
+// for a server process that binds it later (or again, after a restart).
+//
+// The port comes from below the kernel's ephemeral range when there is
+// room (ip_local_port_range starts at 32768 by default). A port from that
+// range (what listening on port 0 gives) may be taken by any outgoing
+// connection as its source port before the server binds it, and the
+// server fails with "address already in use"; below it, only another
+// listener can take it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	if span := ephemeralStart - lowestPort; span > 0 {
+		for range 64 {
+			port := lowestPort + int(nextPort.Add(1)%uint32(span))
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			if ln, err := net.Listen("tcp", addr); err == nil {
+				_ = ln.Close()
+				return addr
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// lowestPort is the first port FreeAddr hands out; below it are the ports
+// of well-known services.
+const lowestPort = 15000
+
+var (
+	ephemeralStart = readEphemeralStart()
+	nextPort       atomic.Uint32 // from a random start, so parallel test processes rarely meet
+)
+
+func init() { nextPort.Store(rand.Uint32()) }
+
+func readEphemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil {
+			return n
+		}
+	}
+	return 32768
 }
 
 func dialCheck(addr string) error {
