@@ -4,7 +4,7 @@
 // same binary.
 
 import { execFile, spawn } from "node:child_process";
-import { createWriteStream, existsSync } from "node:fs";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -34,17 +34,49 @@ function cleanEnv() {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SENSORCAST_")));
 }
 
-/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/** Whether port can be listened on at 127.0.0.1 (0: any port); resolves to the port, or 0 when taken. */
+function tryListen(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address());
-      srv.close(() => resolve(port));
+    srv.on("error", () => resolve(0));
+    srv.listen(port, "127.0.0.1", () => {
+      const { port: bound } = /** @type {net.AddressInfo} */ (srv.address());
+      srv.close(() => resolve(bound));
     });
   });
+}
+
+/** Where the kernel's ephemeral ports (outgoing connections' source ports) start. */
+function ephemeralStart() {
+  try {
+    const [start] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (Number.isInteger(start)) return start;
+  } catch {
+    // not Linux
+  }
+  return 32768;
+}
+
+const LOWEST_PORT = 15000;
+let nextPort = Math.floor(Math.random() * 1e6);
+
+/**
+ * A TCP port on 127.0.0.1 that no one listens on, for the server to bind
+ * (and bind again when it restarts). It comes from below the ephemeral
+ * range: a port from that range (what listening on 0 gives) may be taken
+ * by any outgoing connection as its source port before the server binds
+ * it; below it, only another listener can take it.
+ */
+export async function freePort() {
+  const span = ephemeralStart() - LOWEST_PORT;
+  for (let i = 0; span > 0 && i < 64; i++) {
+    const port = await tryListen(LOWEST_PORT + (nextPort++ % span));
+    if (port) return port;
+  }
+  const port = await tryListen(0);
+  if (!port) throw new Error("no free port on 127.0.0.1");
+  return port;
 }
 
 /** Mints a token: `sensorcast token ARGS`. */
