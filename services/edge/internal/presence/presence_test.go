@@ -67,7 +67,7 @@ func TestMembersAreCountedAcrossPods(t *testing.T) {
 		b.Join("device:x", "bob")
 
 		// b's own read flushes b; a's changes arrive with its next flush.
-		eventually(t, 2*time.Second, func() bool {
+		eventually(t, 5*time.Second, func() bool {
 			got := members(t, b, "global")
 			return len(got) == 2 && got[0] == (wire.Member{UserID: "alice", Connections: 3}) && got[1] == (wire.Member{UserID: "bob", Connections: 1})
 		}, "global has alice×3 and bob×1")
@@ -75,7 +75,7 @@ func TestMembersAreCountedAcrossPods(t *testing.T) {
 		a.Leave("global", "alice")
 		a.Leave("global", "alice")
 		b.Leave("global", "bob")
-		eventually(t, 2*time.Second, func() bool {
+		eventually(t, 5*time.Second, func() bool {
 			got := members(t, a, "global")
 			return len(got) == 1 && got[0] == (wire.Member{UserID: "alice", Connections: 1})
 		}, "only alice×1 is left")
@@ -107,7 +107,7 @@ func TestACleanStopRemovesThePodAtOnce(t *testing.T) {
 		b, _ := startTracker(t, "pod-b", newBackend(), time.Minute)
 		a.Join("global", "alice")
 		b.Join("global", "bob")
-		eventually(t, 2*time.Second, func() bool { return len(members(t, b, "global")) == 2 }, "both users present")
+		eventually(t, 5*time.Second, func() bool { return len(members(t, b, "global")) == 2 }, "both users present")
 		stopA()
 		if got := members(t, b, "global"); len(got) != 1 || got[0].UserID != "bob" {
 			t.Errorf("after pod-a stopped: %v", got)
@@ -124,7 +124,7 @@ func TestADeadPodDropsOutWithinItsLease(t *testing.T) {
 	b, _ := startTracker(t, "pod-b", NewRedis(srv.Client(t)), lease)
 	a.Join("global", "alice")
 	b.Join("global", "bob")
-	eventually(t, 2*time.Second, func() bool { return len(members(t, b, "global")) == 2 }, "both users present")
+	eventually(t, 5*time.Second, func() bool { return len(members(t, b, "global")) == 2 }, "both users present")
 	_ = deadClient.Close()
 	start := time.Now()
 	eventually(t, 3*lease, func() bool { return len(members(t, b, "global")) == 1 }, "alice's pod drops out")
@@ -136,7 +136,7 @@ func TestPresenceRebuildsAfterARedisRestart(t *testing.T) {
 	lease := time.Second
 	a, _ := startTracker(t, "pod-a", NewRedis(srv.Client(t)), lease)
 	a.Join("global", "alice")
-	eventually(t, 2*time.Second, func() bool { return len(members(t, a, "global")) == 1 }, "alice present")
+	eventually(t, 5*time.Second, func() bool { return len(members(t, a, "global")) == 1 }, "alice present")
 
 	srv.Restart(t) // all data lost
 	start := time.Now()

@@ -90,7 +90,7 @@ func TestWatchersHearOfJoinsAndLeavesOnEveryPod(t *testing.T) {
 	// A second watcher on the same pod is told from its own view on.
 	dave := &recorder{}
 	b.Join("global", "erin")
-	eventually(t, 2*time.Second, func() bool { return len(members(t, a, "global")) == 2 }, "erin is in")
+	eventually(t, 5*time.Second, func() bool { return len(members(t, a, "global")) == 2 }, "erin is in")
 	watcherA.Watch("global", dave, members(t, a, "global"))
 	alice.await(t, "+bob@global", "-bob@global", "+erin@global")
 	b.Leave("global", "erin")
@@ -121,7 +121,7 @@ func TestAWatcherHearsADeadPodsUsersLeaveAfterItsLease(t *testing.T) {
 	b, _, _ := startPod(t, "pod-b", NewRedis(deadClient), lease, newWatcher)
 	a.Join("global", "alice")
 	b.Join("global", "bob")
-	eventually(t, 2*time.Second, func() bool { return len(members(t, a, "global")) == 2 }, "both in")
+	eventually(t, 5*time.Second, func() bool { return len(members(t, a, "global")) == 2 }, "both in")
 	alice := &recorder{}
 	watcherA.Watch("global", alice, members(t, a, "global"))
 
