@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/sensorcast/sensorcast/tests/internal/harness"
 )
@@ -39,5 +43,68 @@ func TestRunKeepsUpWithAThousandDevices(t *testing.T) {
 	time.Sleep(window)
 	if got := readings() - before; got < 1000 {
 		t.Fatalf("%v readings stored in %s from 1,000 devices publishing every second: ingest stalled", got, window)
+	}
+}
+
+// TestRunKnowsItsDevicesBeforeDashboardsConnect connects a dashboard the
+// moment `sensorcast run` accepts WebSockets, at its first start and
+// after a restart on the same data dir and ports, and subscribes to the
+// demo device and the simulated group. Its registry keeps devices in
+// memory and registers the demo fleet at every start; an edge serving
+// before that told a dashboard reconnecting at once "no such device",
+// which a client takes as final (an SDK test lost a room that way).
+func TestRunKnowsItsDevicesBeforeDashboardsConnect(t *testing.T) {
+	httpAddr := harness.FreeAddr(t)
+	args := []string{"run", "--http-addr", httpAddr, "--mqtt-addr", harness.FreeAddr(t), "--grpc-addr", harness.FreeAddr(t),
+		"--data-dir", t.TempDir(), "--drain-period", "1s"}
+	wsURL := "ws://" + httpAddr + "/api/v1/ws?token=" + url.QueryEscape(harness.Token(t, jwtSecret, "alice", time.Hour, "device:*", "group:*"))
+	for start := 1; start <= 2; start++ {
+		run := harness.StartProcess(t, fmt.Sprintf("run-%d", start), []string{"SENSORCAST_JWT_SECRET=" + jwtSecret}, sensorcast.Path, args...)
+		ws := dialAtOnce(t, wsURL, 30*time.Second)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","request_id":"s","payload":{"rooms":["device:my-esp32","group:simulated"]}}`)); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			var m struct {
+				Type    string          `json:"type"`
+				Payload json.RawMessage `json:"payload"`
+			}
+			if err := ws.ReadJSON(&m); err != nil {
+				t.Fatalf("start %d: waiting for subscribed: %v", start, err)
+			}
+			if m.Type != "subscribed" {
+				continue
+			}
+			var p struct {
+				Rooms    []string
+				Rejected []json.RawMessage
+			}
+			_ = json.Unmarshal(m.Payload, &p)
+			if len(p.Rooms) != 2 || len(p.Rejected) != 0 {
+				t.Errorf("start %d: the first dashboard got %s; want both rooms joined", start, m.Payload)
+			}
+			break
+		}
+		_ = ws.Close()
+		if code, err := run.Stop(); err != nil || code != 0 {
+			t.Fatalf("start %d: stop: status %d, %v", start, code, err)
+		}
+	}
+}
+
+// dialAtOnce dials url again and again until a WebSocket opens.
+func dialAtOnce(t *testing.T, url string, within time.Duration) *websocket.Conn {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err == nil {
+			return ws
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no WebSocket within %s: %v", within, err)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
