@@ -1,6 +1,8 @@
 // Tokens: where the dashboard finds one (URL fragment, session storage), and
 // what it can read from it without verifying it (the server does that).
 
+import { decodeJwtClaims } from "@sensorcast/client";
+
 const STORAGE_KEY = "sensorcast.token";
 
 export interface Claims {
@@ -45,13 +47,6 @@ export function storeToken(token: string | null): void {
   }
 }
 
-function base64UrlDecode(s: string): string {
-  const b64 = s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=");
-  const bin = atob(b64);
-  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  return new TextDecoder().decode(bytes);
-}
-
 function stringList(v: unknown): string[] {
   if (Array.isArray(v)) return v.filter((x): x is string => typeof x === "string");
   if (typeof v === "string") return v.split(/[\s,]+/).filter(Boolean);
@@ -60,16 +55,8 @@ function stringList(v: unknown): string[] {
 
 /** Decodes a JWT's claims, or explains why it can't. Nothing is verified here. */
 export function decodeToken(token: string): { claims: Claims } | { error: string } {
-  const parts = token.split(".");
-  if (parts.length !== 3 || !parts[1]) return { error: "This is not a JWT: it should have three dot-separated parts." };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(base64UrlDecode(parts[1]));
-  } catch {
-    return { error: "The token's claims could not be decoded." };
-  }
-  if (!raw || typeof raw !== "object") return { error: "The token's claims are not an object." };
-  const c = raw as Record<string, unknown>;
+  const c = decodeJwtClaims(token);
+  if (!c) return { error: "This is not a JWT: it should be three dot-separated parts, the second a JSON object of claims." };
   return {
     claims: {
       sub: typeof c.sub === "string" ? c.sub : undefined,

@@ -4,8 +4,8 @@
 // Charts redraw at most 4 times a second, only while the panel is open, and
 // only the charts on screen whose data or time window moved.
 
-import type { CommandCall, CommandResult, CommandStatus, SensorcastClient } from "@sensorcast/client";
-import { mayCommand, type Claims } from "./auth";
+import { isFinalStatus, type CommandCall, type CommandResult, type CommandStatus, type SensorcastClient } from "@sensorcast/client";
+import { mayCommand, mayCommandAnything, type Claims } from "./auth";
 import { drawChart, readChartColors, type ChartColors } from "./chart";
 import { h, icon, ICONS, setAttr, setText } from "./dom";
 import { fieldLabel, formatAge, formatClock, formatValue, unitFor } from "./format";
@@ -16,7 +16,6 @@ const REDRAW_MS = 250;
 const MAX_COMMANDS_PER_DEVICE = 20;
 const MAX_DEVICES_WITH_COMMANDS = 100;
 const STEPS: CommandStatus[] = ["accepted", "delivered"];
-const TERMINAL = new Set<CommandStatus>(["succeeded", "failed", "timeout", "rejected"]);
 
 interface CommandEntry {
   id: number;
@@ -273,7 +272,7 @@ export class DetailPanel {
     this.meta.replaceChildren(...rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
     this.meta.hidden = rows.length === 0;
 
-    const allowed = d.info?.groups ? mayCommand(this.claims, d.id, d.info.groups) : this.claims.commands.length > 0;
+    const allowed = d.info?.groups ? mayCommand(this.claims, d.id, d.info.groups) : mayCommandAnything(this.claims);
     this.commandHint.hidden = allowed;
     if (!allowed) {
       setText(
@@ -391,25 +390,15 @@ export class DetailPanel {
       this.refreshEntry(id, entry);
       return;
     }
-    let call: CommandCall;
-    try {
-      call = client.command({ deviceId: id, name, params, timeoutMs });
-    } catch (e) {
-      entry.status = "error";
-      entry.error = (e as Error).message || "The command could not be sent.";
-      this.refreshEntry(id, entry);
-      return;
-    }
-    const onResult = (r: CommandResult) => {
-      if (entry.history.some((x) => x.status === r.status)) return;
+    const call = client.command({ deviceId: id, name, params, timeoutMs });
+    // Every status, the final one included, comes through onResult, once.
+    call.onResult((r: CommandResult) => {
       entry.history.push({ status: r.status, at: Date.now() });
       entry.status = r.status;
       if (r.result !== undefined) entry.result = r.result;
       this.refreshEntry(id, entry);
-    };
-    call.onResult(onResult);
-    call.done.then(onResult, (e: Error) => {
-      if (TERMINAL.has(entry.status as CommandStatus)) return;
+    });
+    call.done.catch((e: Error) => {
       entry.status = "error";
       entry.error = e?.message || "The connection was lost before the command finished; its outcome is unknown.";
       this.refreshEntry(id, entry);
@@ -436,7 +425,7 @@ export class DetailPanel {
       const at = e.history.find((x) => x.status === s)?.at;
       steps.appendChild(h("li", { class: "step" + (reached.has(s) ? " done" : ""), title: at ? formatClock(at) : "" }, s));
     }
-    const final = e.history.find((x) => TERMINAL.has(x.status as CommandStatus));
+    const final = e.history.find((x) => isFinalStatus(x.status));
     steps.appendChild(h("li", { class: "step" + (final ? " done final-" + final.status : "") }, final ? final.status : "outcome"));
     const paramsText = e.params && Object.keys(e.params).length ? JSON.stringify(e.params) : "";
     let detail = "";

@@ -4,6 +4,7 @@
 export { SensorcastClient } from "./client.js";
 export { ConnectionLostError, NotConnectedError, RequestTimeoutError, ServerError } from "./errors.js";
 export { backoffCeiling, fullJitter } from "./backoff.js";
+export { isFinalStatus } from "./command.js";
 export { decodeJwtClaims, jwtExpiryMs } from "./jwt.js";
 export type {
   Alert,

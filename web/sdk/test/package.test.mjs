@@ -62,6 +62,7 @@ console.log(client.state);`,
     "backoffCeiling",
     "decodeJwtClaims",
     "fullJitter",
+    "isFinalStatus",
     "jwtExpiryMs",
   ]);
   assert.equal(state, "closed");
