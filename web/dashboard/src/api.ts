@@ -94,18 +94,3 @@ export function fetchGroups(token: string, signal?: AbortSignal): Promise<GroupI
     Array.isArray(r.groups) ? r.groups.filter((g) => g && typeof g.id === "string") : [],
   );
 }
-
-/**
- * Asks the WebSocket endpoint itself why it refuses a token: a browser can't
- * read the HTTP 401 of a failed upgrade, but a plain GET with the token gets
- * the same JSON refusal (`{"error", "code"}`).
- */
-export async function explainRefusal(token: string): Promise<string | null> {
-  try {
-    const res = await fetch("/api/v1/ws", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
-    if (res.status === 401 || res.status === 403) return await errorText(res);
-  } catch {
-    // unreachable: nothing to add
-  }
-  return null;
-}

@@ -2,7 +2,6 @@
 
 import { SensorcastClient, type ClientEvents, type ConnectionState, type Presence } from "@sensorcast/client";
 import { AlertFeed } from "./alerts";
-import { explainRefusal } from "./api";
 import type { Claims } from "./auth";
 import { DetailPanel } from "./detail";
 import { DeviceList, type ListState } from "./devicelist";
@@ -76,7 +75,6 @@ export class Session {
   private presence: Presence | null = null;
   private notes: string[] = [];
   private plannedRooms: string[] = [];
-  private refusal: string | null = null;
   private summaryTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -116,14 +114,13 @@ export class Session {
       client.on("error", (e) => this.onClientError(e)),
     );
     // Rooms are joined (or refused) once subscribed: presence counts this
-    // connection from then on. `subscribed` is an SDK addition beyond the
-    // dashboard's contract, hence the loose typing (a no-op should it go).
-    const onAny = client.on.bind(client) as unknown as (event: string, listener: () => void) => () => void;
-    const subscribed = onAny("subscribed", () => {
-      void this.refreshPresence();
-      this.checkRooms();
-    });
-    this.offs.push(subscribed);
+    // connection from then on.
+    this.offs.push(
+      client.on("subscribed", () => {
+        void this.refreshPresence();
+        this.checkRooms();
+      }),
+    );
     // Connect once the first page of tiles is built (or after a short wait):
     // building hundreds of tiles while the `latest` snapshot of a large fleet
     // streams in can stall the page long enough for the server to drop it
@@ -360,21 +357,16 @@ export class Session {
     this.layout.classList.toggle("is-stale", e.state !== "open");
     setText(this.connAnnounce, `Connection: ${STATE_LABEL[e.state].replace("…", "")}`);
     this.tickConnection();
-    if (e.state === "open") {
-      this.lastOpenAt = Date.now();
-      // After the client's own subscribe, which it sends right after this event.
-      setTimeout(() => void this.refreshPresence(), 0);
-    } else if (e.state === "unauthorized") {
-      // The client tells why in an `error` event right after this one.
-      setTimeout(() => void this.unauthorized(), 0);
-    }
+    // Presence is asked for once the rooms are joined (on `subscribed`); a
+    // refused token is explained by the `error` event that follows.
+    if (e.state === "open") this.lastOpenAt = Date.now();
     this.renderBanner();
   }
 
   private onClientError(e: ClientEvents["error"]): void {
     switch (e.code) {
       case "unauthorized":
-        this.refusal = e.error;
+        this.refused(e.error || "no reason given");
         return;
       case "forbidden_origin":
         this.notes.push(`The server does not accept connections from this page's origin (${location.origin}): ${e.error}. See SENSORCAST_ALLOWED_ORIGINS.`);
@@ -397,13 +389,6 @@ export class Session {
     }
     setText(this.connText, text);
     this.conn.title = s === "reconnecting" ? `attempt ${this.attempt}` : s === "open" ? `connected since ${formatClock(this.lastOpenAt)}` : "";
-  }
-
-  private async unauthorized(): Promise<void> {
-    // The browser can't read the 401 of a refused upgrade; the client asks
-    // the endpoint why, and so do we if it said nothing.
-    const why = this.refusal ?? (await explainRefusal(this.token));
-    this.refused(why ?? "no reason given");
   }
 
   private refused(message: string): void {
