@@ -89,14 +89,6 @@ export class TileGrid {
     this.root.replaceChildren();
   }
 
-  get size(): number {
-    return this.order.length;
-  }
-
-  has(id: string): boolean {
-    return this.tiles.has(id);
-  }
-
   /** Shows exactly these devices, in this order, reusing existing tiles. */
   setIds(ids: string[]): void {
     const keep = new Set(ids);
@@ -146,8 +138,9 @@ export class TileGrid {
     this.frame = 0;
     const start = performance.now();
     let n = 0;
-    for (const id of this.dirty) {
-      if (!this.visible.has(id)) continue;
+    // The tiles on screen are few; the dirty ones may be the whole fleet.
+    for (const id of this.visible) {
+      if (!this.dirty.has(id)) continue;
       const t = this.tiles.get(id);
       this.dirty.delete(id);
       if (t) {
