@@ -40,12 +40,6 @@ export function setAttr(el: Element, name: string, value: string): void {
   if (el.getAttribute(name) !== value) el.setAttribute(name, value);
 }
 
-export function $(sel: string, root: ParentNode = document): HTMLElement {
-  const el = root.querySelector(sel);
-  if (!el) throw new Error(`missing element ${sel}`);
-  return el as HTMLElement;
-}
-
 /** An inline SVG icon from a path (24x24 viewBox), decorative. */
 export function icon(d: string, cls = "icon"): SVGSVGElement {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");

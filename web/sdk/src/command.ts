@@ -36,10 +36,6 @@ export class CommandCallImpl implements CommandCall {
     this.done.catch(() => undefined);
   }
 
-  get isFinished(): boolean {
-    return this.finished;
-  }
-
   /** Runs fn once the call is finished (final status or failure). */
   whenFinished(fn: () => void): void {
     if (this.finished) fn();

@@ -18,10 +18,6 @@ export class Emitter<Events extends object> {
     };
   }
 
-  has(event: keyof Events): boolean {
-    return (this.listeners.get(event)?.size ?? 0) > 0;
-  }
-
   /**
    * Calls the listeners in order. A listener that throws does not stop the
    * others nor the client's own processing: its error is rethrown on its

@@ -63,8 +63,4 @@ export class PendingRequests {
       p.fail(err);
     }
   }
-
-  get size(): number {
-    return this.pending.size;
-  }
 }
