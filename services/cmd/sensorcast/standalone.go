@@ -159,34 +159,9 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	printBanner(stdout, httpLn.Addr().String(), mqttAddr, token, edgeCfg.JWTSecret == edge.DevSecret)
 	printRegistryBanner(stdout, grpcLn.Addr().String(), adminToken)
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	g, gctx := errgroup.WithContext(runCtx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return registrySvc.Run(gctx, grpcLn) })
 	g.Go(func() error { return cache.Run(gctx) })
-	// The registry keeps devices in memory: the demo fleet is registered at
-	// every start, and reaches the cache before the edge serves. Otherwise
-	// dashboards reconnecting at once after a restart would be told their
-	// devices do not exist, and give those rooms up. (Connections made
-	// meanwhile wait in the listener's backlog.)
-	if err := registerDemoFleet(gctx, grpcLn.Addr().String(), adminToken, sim); err != nil {
-		if gctx.Err() != nil {
-			err = gctx.Err() // stopping, or a goroutine's failure says why
-		}
-		return stopGroup(stop, g, err)
-	}
-	for {
-		if _, known := cache.Lookup(demoDevice); known {
-			break
-		}
-		select {
-		case <-gctx.Done():
-			return stopGroup(stop, g, gctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	g.Go(func() error { return edgeSvc.Run(gctx, httpLn) })
-	g.Go(func() error { return ingestSvc.Run(gctx) })
 	sim.BrokerURL = "mqtt://" + mqttAddr
 	sim.Prefix = "sim-"
 	sim.WebSocketURL = "ws://" + httpLn.Addr().String() + edge.DeviceWSPath
@@ -196,6 +171,29 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 		sim.WebSocketDevices = 0
 	}
 	g.Go(func() error {
+		// The registry keeps devices in memory: the demo fleet is
+		// registered at every start, and reaches the cache before the edge
+		// serves. Otherwise dashboards reconnecting at once after a restart
+		// would be told their devices do not exist, and give those rooms
+		// up. (Connections made meanwhile wait in the listener's backlog.)
+		if err := registerDemoFleet(gctx, grpcLn.Addr().String(), adminToken, sim); err != nil {
+			if gctx.Err() != nil {
+				return gctx.Err() // stopping, or another goroutine's failure says why
+			}
+			return err
+		}
+		for {
+			if _, known := cache.Lookup(demoDevice); known {
+				break
+			}
+			select {
+			case <-gctx.Done():
+				return gctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		g.Go(func() error { return edgeSvc.Run(gctx, httpLn) })
+		g.Go(func() error { return ingestSvc.Run(gctx) })
 		// Start the devices once ingest holds its subscriptions: a broker
 		// does not hand retained messages to a new shared subscription, so
 		// a device's first status would be lost.
@@ -210,21 +208,6 @@ func runStandalone(ctx context.Context, args []string, getenv func(string) strin
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
-	}
-	return err
-}
-
-// stopGroup ends g's goroutines (stop cancels their context) after err
-// stopped the start outside them, and returns the error that explains it:
-// err, or the goroutine's error that cancelled the start, or nil when the
-// process was asked to stop.
-func stopGroup(stop context.CancelFunc, g *errgroup.Group, err error) error {
-	stop()
-	if groupErr := g.Wait(); errors.Is(err, context.Canceled) {
-		err = groupErr
-	}
-	if errors.Is(err, context.Canceled) {
-		return nil
 	}
 	return err
 }
