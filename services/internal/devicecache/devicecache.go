@@ -92,7 +92,10 @@ type Cache struct {
 	// read, so ingest, which never lists, never builds it). It is replaced,
 	// never modified, so a reader keeps it unlocked.
 	listing []listed
-	rules   map[string]Rule
+	// devicesGen counts changes of devices, so that a listing built
+	// outside the lock is kept only if no change came meanwhile.
+	devicesGen uint64
+	rules      map[string]Rule
 	// targets indexes enabled rules by their target room.
 	targets map[string]map[string]struct{}
 
@@ -208,24 +211,38 @@ func (c *Cache) Devices(after string, limit int, search string, match func(Devic
 }
 
 // sortedDevices returns every device in id order, rebuilding the snapshot
-// after a change.
+// after a change. The devices are copied under the read lock; searching
+// keys and sorting happen outside it, since for a large fleet they take
+// long enough to stall every Lookup (ingest's per-message check among
+// them) behind the write lock.
 func (c *Cache) sortedDevices() []listed {
 	c.mu.RLock()
-	listing := c.listing
+	if c.listing != nil {
+		defer c.mu.RUnlock()
+		return c.listing
+	}
+	gen := c.devicesGen
+	listing := make([]listed, 0, len(c.devices))
+	for _, d := range c.devices {
+		listing = append(listing, listed{Device: d})
+	}
 	c.mu.RUnlock()
-	if listing != nil {
-		return listing
+	for i := range listing {
+		listing[i].search = strings.ToLower(listing[i].ID + "\n" + listing[i].Name)
 	}
+	slices.SortFunc(listing, func(a, b listed) int { return strings.Compare(a.ID, b.ID) })
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.listing == nil {
-		c.listing = make([]listed, 0, len(c.devices))
-		for _, d := range c.devices {
-			c.listing = append(c.listing, listed{Device: d, search: strings.ToLower(d.ID + "\n" + d.Name)})
-		}
-		slices.SortFunc(c.listing, func(a, b listed) int { return strings.Compare(a.ID, b.ID) })
+	if c.devicesGen == gen {
+		c.listing = listing
 	}
-	return c.listing
+	c.mu.Unlock()
+	return listing
+}
+
+// devicesChanged drops the listing; c.mu is held for writing.
+func (c *Cache) devicesChanged() {
+	c.listing = nil
+	c.devicesGen++
 }
 
 // Groups returns every group, in id order, with its member count.
@@ -364,7 +381,7 @@ func (c *Cache) load(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.devices, c.groups, c.members = devices, groups, members
-	c.listing = nil
+	c.devicesChanged()
 	c.rules, c.targets = rules, targets
 	c.mu.Unlock()
 	return nil
@@ -418,13 +435,13 @@ func (c *Cache) apply(resp *registryv1.WatchChangesResponse) {
 				unindexGroups(c.members, id, cur.Groups)
 				indexGroups(c.members, id, d.Groups)
 				c.devices[id] = d
-				c.listing = nil
+				c.devicesChanged()
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_DEVICE_DELETED:
 			if cur, ok := c.devices[id]; ok && cur.Version <= v {
 				unindexGroups(c.members, id, cur.Groups)
 				delete(c.devices, id)
-				c.listing = nil
+				c.devicesChanged()
 			}
 		case registryv1.ChangeKind_CHANGE_KIND_GROUP_CREATED, registryv1.ChangeKind_CHANGE_KIND_GROUP_UPDATED:
 			if cur, ok := c.groups[id]; !ok || cur.Version < v {
