@@ -332,7 +332,7 @@ func (s *Session) command(ctx context.Context, msg wire.ClientMessage, now time.
 	}
 	reject := func(why string) error {
 		s.send(wire.ReplyFrame(wire.TypeCommandResult, msg.RequestID, wire.CommandResultPayload{
-			DeviceID: p.DeviceID, Status: "rejected", Result: map[string]string{"reason": why},
+			DeviceID: p.DeviceID, Status: "rejected", Result: map[string]any{"reason": why},
 		}, now))
 		return nil
 	}
@@ -392,11 +392,7 @@ func validCommandName(name string) bool {
 // called from the command dispatcher's goroutines, so it queues without
 // waiting, like a room message.
 func (s *Session) CommandResult(requestID string, r command.Result) {
-	p := wire.CommandResultPayload{CommandID: r.CommandID, DeviceID: r.DeviceID, Status: r.Status}
-	if r.Result != nil {
-		// Only a real map: a nil one in the interface would be "result": null.
-		p.Result = r.Result
-	}
+	p := wire.CommandResultPayload{CommandID: r.CommandID, DeviceID: r.DeviceID, Status: r.Status, Result: r.Result}
 	s.Deliver(wire.ReplyFrame(wire.TypeCommandResult, requestID, p, time.Now()))
 }
 

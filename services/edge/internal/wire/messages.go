@@ -185,10 +185,10 @@ type CommandPayload struct {
 
 // CommandResultPayload is the payload of `command_result`.
 type CommandResultPayload struct {
-	CommandID string `json:"command_id,omitempty"`
-	DeviceID  string `json:"device_id,omitempty"`
-	Status    string `json:"status"`
-	Result    any    `json:"result,omitempty"`
+	CommandID string         `json:"command_id,omitempty"`
+	DeviceID  string         `json:"device_id,omitempty"`
+	Status    string         `json:"status"`
+	Result    map[string]any `json:"result,omitempty"` // a map, so that none is no "result" at all
 }
 
 // reply is the envelope of every direct reply.
