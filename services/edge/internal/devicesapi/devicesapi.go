@@ -13,6 +13,7 @@ import (
 
 	"github.com/sensorcast/sensorcast/services/internal/auth"
 	"github.com/sensorcast/sensorcast/services/internal/devicecache"
+	"github.com/sensorcast/sensorcast/services/internal/room"
 )
 
 // Paths of the API.
@@ -108,7 +109,7 @@ func (a *API) serveDevices(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	group := query.Get("group")
-	all := claims.MayJoin("global")
+	all := claims.MayJoin(room.Global)
 	match := func(d devicecache.Device) bool {
 		if group != "" && !slices.Contains(d.Groups, group) {
 			return false
@@ -143,10 +144,10 @@ func (a *API) serveGroups(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	all := claims.MayJoin("global")
+	all := claims.MayJoin(room.Global)
 	resp := GroupsResponse{Groups: []Group{}}
 	for _, g := range a.dir.Groups() {
-		if all || claims.MayJoin("group:"+g.ID) {
+		if all || claims.MayJoin(room.Group(g.ID)) {
 			resp.Groups = append(resp.Groups, Group{ID: g.ID, Name: g.Name, Devices: g.Members})
 		}
 	}
@@ -175,11 +176,11 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) (*auth.Claims, b
 // mayWatch reports whether the token grants a room the device's messages
 // reach: its own, or one of its groups'.
 func mayWatch(c *auth.Claims, d devicecache.Device) bool {
-	if c.MayJoin("device:" + d.ID) {
+	if c.MayJoin(room.Device(d.ID)) {
 		return true
 	}
 	for _, g := range d.Groups {
-		if c.MayJoin("group:" + g) {
+		if c.MayJoin(room.Group(g)) {
 			return true
 		}
 	}
