@@ -82,7 +82,10 @@ func WithDevices(d Devices) Option { return func(s *Service) { s.devices = d } }
 // ingest share one process, so QoS 1 between them guards against nothing,
 // and with QoS 1 deliveries to ingest mochi-mqtt v2.7.9 deadlocks under
 // load (Inflight.NextImmediate read-locks its mutex twice, so a writer
-// waiting in between blocks both). Devices still publish at QoS 1.
+// waiting in between blocks both). Devices still publish at QoS 1. The
+// broker bug remains for its other QoS 1 deliveries, the commands sent to
+// devices, whose rate is far lower; the fix belongs in mochi-mqtt (no
+// release has it yet).
 func WithSubscriptionQoS(qos byte) Option { return func(s *Service) { s.subQoS = qos } }
 
 // Service is one ingest instance. Create it with New and run it once.
