@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -40,22 +39,11 @@ func (p devicesPage) ids() string {
 // the answer into v; it returns the HTTP status.
 func getJSON(t *testing.T, rawURL, token string, v any) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
+	status, err := harness.GetJSON(rawURL, token, v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %s, body not JSON: %v", rawURL, resp.Status, err)
-	}
-	return resp.StatusCode
+	return status
 }
 
 // TestTheEdgeListsTheDevicesATokenMayWatch runs a registry and an edge
@@ -112,12 +100,19 @@ func TestTheEdgeListsTheDevicesATokenMayWatch(t *testing.T) {
 			t.Fatalf("first page: %s total %d next %q", p.ids(), p.Total, p.Next)
 		}
 		var seen []string
-		for after := ""; ; after = p.Next {
-			getJSON(t, devices+"?group=boilers&limit=2&after="+url.QueryEscape(after), everything, &p)
-			seen = append(seen, p.ids())
-			if p.Next == "" {
+		for after := ""; ; {
+			var page devicesPage // fresh: a reply without "next" must not keep the last page's
+			if status := getJSON(t, devices+"?group=boilers&limit=2&after="+url.QueryEscape(after), everything, &page); status != http.StatusOK {
+				t.Fatalf("after %q: status %d: %+v", after, status, page)
+			}
+			seen = append(seen, page.ids())
+			if page.Next == "" {
 				break
 			}
+			if len(seen) > 5 {
+				t.Fatalf("5 pages of 2 and still a next page, for 5 devices: %s", strings.Join(seen, "|"))
+			}
+			after = page.Next
 		}
 		if got := strings.Join(seen, "|"); got != "boiler-1,boiler-2|boiler-3,boiler-4|boiler-5" {
 			t.Errorf("pages: %s", got)

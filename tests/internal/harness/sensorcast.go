@@ -3,12 +3,12 @@
 package harness
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +100,27 @@ func WantStatus(url string, want int) error {
 	return nil
 }
 
+// GetJSON sends GET url, with token as a bearer token unless it is empty,
+// decodes the answer's JSON body into v, and returns the HTTP status.
+func GetJSON(url, token string, v any) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return resp.StatusCode, fmt.Errorf("GET %s: %s, body not JSON: %w", url, resp.Status, err)
+	}
+	return resp.StatusCode, nil
+}
+
 func withDefaults(settings, defaults Settings) Settings {
 	merged := Settings{"LOG_FORMAT": "text"}
 	for k, v := range defaults {
@@ -160,35 +181,4 @@ func (s Sensorcast) StartRegistry(t testing.TB, name string, settings Settings) 
 	r := &Registry{Process: p, GRPCAddr: grpcAddr, AdminURL: "http://" + admin}
 	p.WaitReady(t, startTimeout, func() error { return WantStatus(r.AdminURL+"/readyz", http.StatusOK) })
 	return r
-}
-
-// Metric returns the value of one series of the edge's /metrics, given
-// exactly as the exposition format writes it, labels included:
-// `sensorcast_edge_connection_closes_total{reason="slow_consumer"}`. A
-// series not (yet) exported is 0.
-func (e *Edge) Metric(series string) (float64, error) {
-	resp, err := httpClient.Get(e.BaseURL + "/metrics")
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s: %w", e.Name, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s: %w", e.Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("metrics of %s: %s", e.Name, resp.Status)
-	}
-	for line := range strings.Lines(string(body)) {
-		value, found := strings.CutPrefix(strings.TrimSpace(line), series+" ")
-		if !found {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metrics of %s: %s: %w", e.Name, series, err)
-		}
-		return v, nil
-	}
-	return 0, nil
 }
