@@ -263,10 +263,11 @@ func TestAlertsFireOnceAcrossTwoIngestReplicas(t *testing.T) {
 	t.Logf("scenario readings handled per replica: %v (telemetry counters %v before, %v after; %d markers)",
 		[]float64{after[0] - before[0], after[1] - before[1]}, before, after, markers)
 	for _, in := range ingests {
+		m := harness.Scrape(t, in.AdminURL+"/metrics")
 		t.Logf("%s: alerts stored firing=%g resolved=%g, evaluation errors=%g", in.Name,
-			harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_alerts_total", "state", "firing"),
-			harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_alerts_total", "state", "resolved"),
-			harness.Scrape(t, in.AdminURL+"/metrics").Value("sensorcast_ingest_alert_errors_total"))
+			m.Value("sensorcast_ingest_alerts_total", "state", "firing"),
+			m.Value("sensorcast_ingest_alerts_total", "state", "resolved"),
+			m.Value("sensorcast_ingest_alert_errors_total"))
 	}
 	t.Logf("alerts received (%d):%s", len(got), dumpAlerts(got))
 

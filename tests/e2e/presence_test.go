@@ -14,10 +14,9 @@ import (
 const presenceTimeout = 3 * time.Second
 
 // waitPresence asks c for room's presence until it lists exactly want
-// (user -> connections) or timeout passes, and returns how long it took.
-func waitPresence(t testing.TB, c *harness.Client, room string, want map[string]int, timeout time.Duration) time.Duration {
+// (user -> connections) or timeout passes.
+func waitPresence(t testing.TB, c *harness.Client, room string, want map[string]int, timeout time.Duration) {
 	t.Helper()
-	start := time.Now()
 	harness.Eventually(t, timeout, func() error {
 		p := c.Presence(t, room)
 		got := map[string]int{}
@@ -29,7 +28,6 @@ func waitPresence(t testing.TB, c *harness.Client, room string, want map[string]
 		}
 		return nil
 	})
-	return time.Since(start)
 }
 
 func testPresence(t *testing.T, e *env) {
@@ -118,5 +116,8 @@ func testPresenceChanges(t *testing.T, e *env) {
 		return m.Type == "presence_join" || m.Type == "presence_leave"
 	}); err == nil {
 		t.Errorf("a client that never asked for presence was told %s", m)
+	}
+	if err := quiet.Ended(); err != nil {
+		t.Errorf("the quiet client's connection ended (so it heard nothing): %v", err)
 	}
 }
