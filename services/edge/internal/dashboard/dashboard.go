@@ -46,13 +46,10 @@ func handler(app fs.FS, notBuilt []byte) http.Handler {
 			assets.ServeHTTP(w, r)
 			return
 		}
-		// The page names the current assets: always ask again.
+		// The page names the current assets: always ask again. ("/" is
+		// index.html; the rest are the files of the build's public/.)
 		w.Header().Set("Cache-Control", "no-cache")
-		if r.URL.Path == "/" {
-			http.ServeFileFS(w, r, app, "index.html")
-			return
-		}
-		assets.ServeHTTP(w, r) // favicon and other files of the build's public/
+		assets.ServeHTTP(w, r)
 	})
 }
 
