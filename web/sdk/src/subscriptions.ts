@@ -176,29 +176,29 @@ export class Subscriptions {
     if (RETRYABLE_CODES.has(code)) return this.retryLater(req.rooms);
     const err = new ServerError(code, error || code);
     this.tracker.remove(req.rooms);
-    let claimed = false;
-    for (const w of [...this.waiters]) {
-      if (req.rooms.some((room) => w.remaining.has(room))) {
-        this.waiters.delete(w);
-        w.reject(err);
-        claimed = true;
-      }
-    }
-    if (!claimed) this.host.events.emit("error", { code, error: err.message });
+    if (!this.rejectWaitersOf(req.rooms, err)) this.host.events.emit("error", { code, error: err.message });
   }
 
   private onFailed(req: SubscribePayload, err: Error): void {
     // A lost connection: the next one subscribes the rooms again, and the
     // waiters wait for that.
     if (!(err instanceof RequestTimeoutError)) return;
-    for (const w of [...this.waiters]) {
-      if (req.rooms.some((room) => w.remaining.has(room))) {
-        this.waiters.delete(w);
-        w.reject(err);
-      }
-    }
+    this.rejectWaitersOf(req.rooms, err);
     // The rooms stay wanted but are not joined: a new connection joins them.
     this.host.onUnanswered();
+  }
+
+  /** Rejects the subscribe() calls waiting for any of rooms; returns whether there were any. */
+  private rejectWaitersOf(rooms: string[], err: Error): boolean {
+    let any = false;
+    for (const w of [...this.waiters]) {
+      if (rooms.some((room) => w.remaining.has(room))) {
+        this.waiters.delete(w);
+        w.reject(err);
+        any = true;
+      }
+    }
+    return any;
   }
 
   /** Subscribes rooms refused as `unavailable` again, after a backoff with full jitter, on this connection. */
