@@ -70,7 +70,7 @@ func TestTheEdgeListsTheDevicesATokenMayWatch(t *testing.T) {
 		"NATS_URL": natsURL, "JWT_SECRET": jwtSecret, "REGISTRY_URL": reg.GRPCAddr, "REGISTRY_TOKEN": admin,
 	})
 	devices := edge.BaseURL + "/api/v1/devices"
-	everything := harness.Token(t, jwtSecret, "alice", time.Hour, "global")
+	everything := token(t, "alice", "global")
 
 	t.Run("a token granting global sees every device, in id order, with its registry metadata", func(t *testing.T) {
 		var p devicesPage
@@ -121,7 +121,7 @@ func TestTheEdgeListsTheDevicesATokenMayWatch(t *testing.T) {
 
 	t.Run("a narrower token sees only what its rooms reach", func(t *testing.T) {
 		var p devicesPage
-		getJSON(t, devices, harness.Token(t, jwtSecret, "bob", time.Hour, "group:pumps", "device:boiler-3"), &p)
+		getJSON(t, devices, token(t, "bob", "group:pumps", "device:boiler-3"), &p)
 		if p.ids() != "boiler-3,pump-1" || p.Total != 2 {
 			t.Errorf("bob sees %s (total %d), want boiler-3,pump-1", p.ids(), p.Total)
 		}
@@ -132,7 +132,7 @@ func TestTheEdgeListsTheDevicesATokenMayWatch(t *testing.T) {
 				Devices int    `json:"devices"`
 			} `json:"groups"`
 		}
-		getJSON(t, edge.BaseURL+"/api/v1/groups", harness.Token(t, jwtSecret, "bob", time.Hour, "group:pumps"), &groups)
+		getJSON(t, edge.BaseURL+"/api/v1/groups", token(t, "bob", "group:pumps"), &groups)
 		if fmt.Sprint(groups.Groups) != "[{pumps  1}]" {
 			t.Errorf("bob's groups: %v", groups.Groups)
 		}

@@ -57,7 +57,7 @@ func TestRunKnowsItsDevicesBeforeDashboardsConnect(t *testing.T) {
 	httpAddr := harness.FreeAddr(t)
 	args := []string{"run", "--http-addr", httpAddr, "--mqtt-addr", harness.FreeAddr(t), "--grpc-addr", harness.FreeAddr(t),
 		"--data-dir", t.TempDir(), "--drain-period", "1s"}
-	wsURL := "ws://" + httpAddr + "/api/v1/ws?token=" + url.QueryEscape(harness.Token(t, jwtSecret, "alice", time.Hour, "device:*", "group:*"))
+	wsURL := "ws://" + httpAddr + "/api/v1/ws?token=" + url.QueryEscape(token(t, "alice", "device:*", "group:*"))
 	for start := 1; start <= 2; start++ {
 		run := harness.StartProcess(t, fmt.Sprintf("run-%d", start), []string{"SENSORCAST_JWT_SECRET=" + jwtSecret}, sensorcast.Path, args...)
 		ws := dialAtOnce(t, wsURL, 30*time.Second)
@@ -76,11 +76,10 @@ func TestRunKnowsItsDevicesBeforeDashboardsConnect(t *testing.T) {
 			if m.Type != "subscribed" {
 				continue
 			}
-			var p struct {
-				Rooms    []string
-				Rejected []json.RawMessage
+			var p harness.Subscribed
+			if err := json.Unmarshal(m.Payload, &p); err != nil {
+				t.Fatalf("start %d: subscribed %s: %v", start, m.Payload, err)
 			}
-			_ = json.Unmarshal(m.Payload, &p)
 			if len(p.Rooms) != 2 || len(p.Rejected) != 0 {
 				t.Errorf("start %d: the first dashboard got %s; want both rooms joined", start, m.Payload)
 			}
