@@ -28,20 +28,24 @@ export interface SubscribePayload {
 export const MAX_SUBSCRIBE_BYTES = 6000;
 export const MAX_ROOMS_PER_SUBSCRIBE = 100;
 
-/** Splits a list of rooms into lists whose JSON stays within the limits above. */
-export function chunkRooms(rooms: string[]): string[][] {
+/**
+ * Splits a list of rooms into lists whose JSON stays within the limits
+ * above; cost is what a room adds to its message (its quoted name, by
+ * default).
+ */
+export function chunkRooms(rooms: string[], cost: (room: string) => number = (room) => room.length + 4): string[][] {
   const chunks: string[][] = [];
   let current: string[] = [];
   let size = 100;
   for (const room of rooms) {
-    const cost = room.length + 4;
-    if (current.length > 0 && (size + cost > MAX_SUBSCRIBE_BYTES || current.length >= MAX_ROOMS_PER_SUBSCRIBE)) {
+    const roomCost = cost(room);
+    if (current.length > 0 && (size + roomCost > MAX_SUBSCRIBE_BYTES || current.length >= MAX_ROOMS_PER_SUBSCRIBE)) {
       chunks.push(current);
       current = [];
       size = 100;
     }
     current.push(room);
-    size += cost;
+    size += roomCost;
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
@@ -115,20 +119,16 @@ export class RoomTracker {
     }
     const out: SubscribePayload[] = [];
     for (const [latest, group] of groups) {
-      let current: SubscribePayload | undefined;
-      let size = 0;
-      for (const room of group) {
-        const seq = this.rooms.get(room)!.lastSeq;
-        const cost = 2 * (room.length + 4) + (seq !== undefined ? 20 : 0);
-        if (!current || size + cost > MAX_SUBSCRIBE_BYTES || current.rooms.length >= MAX_ROOMS_PER_SUBSCRIBE) {
-          current = { rooms: [] };
-          if (latest) current.latest = true;
-          out.push(current);
-          size = 100;
+      // A room with a seq is named twice (in rooms and in since), with its seq.
+      const cost = (room: string) => 2 * (room.length + 4) + (this.rooms.get(room)!.lastSeq !== undefined ? 20 : 0);
+      for (const chunk of chunkRooms(group, cost)) {
+        const payload: SubscribePayload = { rooms: chunk };
+        if (latest) payload.latest = true;
+        for (const room of chunk) {
+          const seq = this.rooms.get(room)!.lastSeq;
+          if (seq !== undefined) (payload.since ??= {})[room] = seq;
         }
-        current.rooms.push(room);
-        if (seq !== undefined) (current.since ??= {})[room] = seq;
-        size += cost;
+        out.push(payload);
       }
     }
     return out;
