@@ -14,10 +14,11 @@ import (
 	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 )
 
-// Sink is told of changes of a room's members: a session, which sends
-// them to its client as presence_join and presence_leave.
+// Sink takes the presence_join and presence_leave frames of a room's
+// member changes for its client: a session. Each frame is built once for
+// all of a room's sinks. Deliver must not block.
 type Sink interface {
-	PresenceChanged(room, user string, joined bool)
+	Deliver(frame []byte) bool
 }
 
 // MembersReader reads a room's members across pods; Tracker is one.
@@ -291,9 +292,18 @@ func diff(before, now map[string]struct{}) []change {
 }
 
 func tell(sinks []Sink, room string, changes []change) {
-	for _, s := range sinks {
-		for _, c := range changes {
-			s.PresenceChanged(room, c.user, c.joined)
+	if len(sinks) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, c := range changes {
+		typ := wire.TypePresenceLeave
+		if c.joined {
+			typ = wire.TypePresenceJoin
+		}
+		frame := wire.ReplyFrame(typ, "", wire.PresenceChangePayload{Room: room, UserID: c.user}, now)
+		for _, s := range sinks {
+			s.Deliver(frame)
 		}
 	}
 }

@@ -2,30 +2,39 @@ package presence
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sensorcast/sensorcast/services/edge/internal/wire"
 	"github.com/sensorcast/sensorcast/services/internal/natstest"
 	"github.com/sensorcast/sensorcast/services/internal/redistest"
 )
 
-// recorder is a Sink that keeps what it was told, as "+user" and "-user".
+// recorder is a Sink that keeps what it was told, as "+user@room" and
+// "-user@room".
 type recorder struct {
 	mu   sync.Mutex
 	seen []string
 }
 
-func (r *recorder) PresenceChanged(room, user string, joined bool) {
+func (r *recorder) Deliver(frame []byte) bool {
+	// A short text frame: a 2-byte header, then the JSON message.
+	var m struct {
+		Type    string                     `json:"type"`
+		Payload wire.PresenceChangePayload `json:"payload"`
+	}
+	if err := json.Unmarshal(frame[2:], &m); err != nil {
+		panic(fmt.Sprintf("not a presence change: %q", frame))
+	}
+	sign := map[string]string{wire.TypePresenceJoin: "+", wire.TypePresenceLeave: "-"}[m.Type]
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	sign := "-"
-	if joined {
-		sign = "+"
-	}
-	r.seen = append(r.seen, sign+user+"@"+room)
+	r.seen = append(r.seen, sign+m.Payload.UserID+"@"+m.Payload.Room)
+	return true
 }
 
 func (r *recorder) told() []string {

@@ -153,17 +153,8 @@ func New(id string, conn *websocket.Conn, claims *auth.Claims, cfg Config, deps 
 	return s
 }
 
-// PresenceChanged sends presence_join or presence_leave; the watcher calls
-// it from its own goroutine. Like a room message, it overflows the queue
-// of a client that does not read.
-func (s *Session) PresenceChanged(room, user string, joined bool) {
-	t := wire.TypePresenceLeave
-	if joined {
-		t = wire.TypePresenceJoin
-	}
-	s.Deliver(wire.ReplyFrame(t, "", wire.PresenceChangePayload{Room: room, UserID: user}, time.Now()))
-}
-
+// A session takes its presence_join and presence_leave frames through
+// Deliver.
 var _ presence.Sink = (*Session)(nil)
 
 // ID is the connection id sent in `connected`.
