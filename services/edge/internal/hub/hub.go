@@ -144,18 +144,28 @@ func (h *Hub) Join(name string, sub Subscriber) error {
 	if err != nil {
 		return err
 	}
-	held.Join(sub)
+	if !held.Join(sub) {
+		return fmt.Errorf("%w: %s sent more than a join keeps while it was held", ErrUnavailable, name)
+	}
 	return nil
 }
 
 // Held is a room subscribed on NATS and kept, without a member, until Join
 // or Release. A session holds its new rooms while it sends the `subscribed`
-// reply and joins them after, so that no room message overtakes the reply
-// and every message published after the reply reaches it.
+// reply and joins them after, so that no room message overtakes the reply.
+// What the room sends while held is kept and handed over by Join, so that
+// every message published after the reply reaches the session too.
 type Held struct {
 	hub  *Hub
 	room *room
+	// Guarded by room.mu (see room.holds).
+	frames     [][]byte
+	overflowed bool
 }
+
+// heldFrames bounds what a hold keeps: the reply is sent between Hold and
+// Join, so a hold rarely keeps any.
+const heldFrames = 256
 
 // Hold subscribes a room (if the pod is not in it yet) and keeps it.
 func (h *Hub) Hold(name string) (*Held, error) {
@@ -163,17 +173,50 @@ func (h *Hub) Hold(name string) (*Held, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Held{hub: h, room: r}, nil
+	x := &Held{hub: h, room: r}
+	r.mu.Lock()
+	r.holds[x] = struct{}{}
+	r.mu.Unlock()
+	return x, nil
 }
 
-// Join adds sub to the held room and lets go of the hold.
-func (x *Held) Join(sub Subscriber) {
-	x.room.add(member{sub: sub})
-	x.hub.release(x.room)
+// keep is called by the room's fan-out, under its read lock.
+func (x *Held) keep(frame []byte) {
+	if len(x.frames) == heldFrames {
+		x.overflowed = true
+		return
+	}
+	x.frames = append(x.frames, frame)
+}
+
+// Join hands sub what the room sent while held, adds it to the room and
+// lets go of the hold. If more was sent than a hold keeps, sub is not
+// added and Join returns false: its client must resume from what it has.
+func (x *Held) Join(sub Subscriber) bool {
+	r := x.room
+	r.mu.Lock()
+	delete(r.holds, x)
+	ok := !x.overflowed
+	if ok {
+		for _, f := range x.frames {
+			sub.Deliver(f) // a full queue closes sub's connection: it resumes
+		}
+		r.addLocked(member{sub: sub})
+	}
+	x.frames = nil
+	r.mu.Unlock()
+	x.hub.release(r)
+	return ok
 }
 
 // Release lets go of the hold without joining.
-func (x *Held) Release() { x.hub.release(x.room) }
+func (x *Held) Release() {
+	x.room.mu.Lock()
+	delete(x.room.holds, x)
+	x.frames = nil
+	x.room.mu.Unlock()
+	x.hub.release(x.room)
+}
 
 // From says where a resuming member starts.
 type From struct {

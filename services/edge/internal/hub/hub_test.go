@@ -185,6 +185,58 @@ func TestEveryMemberGetsTheSameFrameOnce(t *testing.T) {
 	}
 }
 
+// A session holds a room while it sends its `subscribed` reply and joins
+// after: what the room sends in between reaches it on Join, in order, and
+// nothing twice. A hold that would keep too much refuses the join instead
+// of losing messages.
+func TestAHeldJoinGetsWhatCameWhileHeld(t *testing.T) {
+	f := newHub(t)
+	watcher := &recorder{}
+	if err := f.hub.Join("global", watcher); err != nil {
+		t.Fatal(err)
+	}
+	held, err := f.hub.Hold("global")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for i := range 3 {
+		want = append(want, f.store(t, "global", reading(t, "d1", float64(i))))
+	}
+	waitFor(t, "the watcher's 3 messages", func() bool { return watcher.count() == 3 })
+	late := &recorder{}
+	if !held.Join(late) {
+		t.Fatal("Join refused a hold that kept 3 messages")
+	}
+	want = append(want, f.store(t, "global", reading(t, "d1", 3)))
+	waitFor(t, "the 4th message", func() bool { return late.count() == 4 && watcher.count() == 4 })
+	time.Sleep(20 * time.Millisecond)
+	if got := late.seqs(t); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the held member got seqs %v, want %v", got, want)
+	}
+
+	t.Run("a hold that overflows refuses the join", func(t *testing.T) {
+		held, err := f.hub.Hold("global")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := watcher.count()
+		for i := range heldFrames + 1 {
+			f.store(t, "global", reading(t, "d1", float64(i)))
+		}
+		waitFor(t, "the watcher's messages", func() bool { return watcher.count() == before+heldFrames+1 })
+		m := &recorder{}
+		if held.Join(m) {
+			t.Error("Join accepted a hold that lost messages")
+		}
+		f.store(t, "global", reading(t, "d1", -1))
+		waitFor(t, "one more message", func() bool { return watcher.count() == before+heldFrames+2 })
+		if m.count() != 0 {
+			t.Errorf("a refused member got %d frames", m.count())
+		}
+	})
+}
+
 func TestUndecodableEnvelopesAreDroppedNotFannedOut(t *testing.T) {
 	f := newHub(t)
 	m := &recorder{}

@@ -50,6 +50,9 @@ type room struct {
 	mu      sync.RWMutex
 	members []member
 	index   map[Subscriber]int // position of each member in members
+	// holds keep what the room sends while a session's join is held (see
+	// Held); written by run under the read lock, read under the write lock.
+	holds map[*Held]struct{}
 
 	// Owned by run.
 	last      uint64 // the last sequence delivered (0: none yet)
@@ -79,16 +82,21 @@ func newRoom(h *Hub, name string, nc *nats.Conn, reader *roomstream.Reader) *roo
 		subscribed: make(chan struct{}),
 		stop:       make(chan struct{}),
 		index:      map[Subscriber]int{},
+		holds:      map[*Held]struct{}{},
 	}
 }
 
 func (r *room) add(m member) {
 	r.mu.Lock()
+	r.addLocked(m)
+	r.mu.Unlock()
+}
+
+func (r *room) addLocked(m member) {
 	if _, ok := r.index[m.sub]; !ok {
 		r.index[m.sub] = len(r.members)
 		r.members = append(r.members, m)
 	}
-	r.mu.Unlock()
 }
 
 // remove takes sub out and reports how many members remain.
@@ -287,6 +295,11 @@ func (r *room) fanOut(ctx context.Context, subject string, seq uint64, data []by
 			} else {
 				dropped++
 			}
+		}
+	}
+	if len(r.holds) > 0 { // rarely: a session between Hold and Join
+		for x := range r.holds {
+			x.keep(frame)
 		}
 	}
 	r.mu.RUnlock()

@@ -173,7 +173,11 @@ type resumption struct {
 // did receive.
 func (s *Session) resume(ctx context.Context, r resumption) error {
 	if r.held != nil {
-		r.held.Join(s)
+		if !r.held.Join(s) {
+			s.logger.Warn("a room sent more than a join keeps while it was held; closing so the client resumes", "connection_id", s.id, "room", r.room)
+			s.Close(CloseTryAgainLater, "room busy while joining, resume later", "replay_failed")
+			return errClosed
+		}
 		s.joined = append(s.joined, r.room)
 		return nil
 	}
